@@ -1,0 +1,144 @@
+"""The message header as an ordered list of raw fields (like Mail::Header).
+
+Each field keeps the exact text the client sent, folding included, so a
+header that passes through unchanged is byte-identical.  Field names are
+matched case-insensitively.  Text is `str` decoded as UTF-8 with
+`surrogateescape`, so any 8-bit byte survives a round trip through
+`as_bytes()`.
+
+    header.get("Subject")            # first value, folded lines kept, no final newline
+    header.get_all("Received")       # every value
+    header.add("X-Spam", "yes")      # appended; add(..., index=0) prepends
+    header.replace("Subject", "new") # replaces the first, or adds
+    header.delete("X-Spam")          # every field of that name
+    header.as_string()               # "Name: value\n" lines, LF line ends
+"""
+
+from __future__ import annotations
+
+import re
+
+_FIELD = re.compile(r"^([^\x00-\x20\x7f:]+)[ \t]*:")
+_CONTROL = re.compile(r"[\r\n]+")
+
+
+def decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def is_field_start(line: str) -> bool:
+    """True when `line` opens a header field (`Name:` or the mbox `From ` line)."""
+    return bool(_FIELD.match(line)) or line.startswith("From ")
+
+
+class HeaderField:
+    """One field: its name as written and the raw text after the colon."""
+
+    __slots__ = ("name", "raw")
+
+    def __init__(self, name: str, raw: str) -> None:
+        self.name = name
+        self.raw = raw  # everything after "Name:", including folds, ending in "\n"
+
+    @property
+    def value(self) -> str:
+        text = self.raw[:-1] if self.raw.endswith("\n") else self.raw
+        return text[1:] if text.startswith(" ") else text
+
+    def line(self) -> str:
+        return f"{self.name}:{self.raw}"
+
+
+class Header:
+    """An ordered, case-insensitive collection of header fields."""
+
+    def __init__(self, lines: list[str] | None = None) -> None:
+        self.fields: list[HeaderField] = []
+        if lines:
+            self.extract(lines)
+
+    def extract(self, lines: list[str]) -> None:
+        """Parse raw header lines (each ending in "\\n"); continuation lines fold into the field above."""
+        for line in lines:
+            if not line.endswith("\n"):
+                line += "\n"
+            if line[:1] in (" ", "\t") and self.fields:
+                self.fields[-1].raw += line
+                continue
+            match = _FIELD.match(line)
+            if match:
+                self.fields.append(HeaderField(match.group(1), line[match.end():]))
+            elif line.startswith("From "):
+                # an mbox separator line: qpsmtpd (MailFrom => COERCE) keeps it as Mail-From
+                self.fields.append(HeaderField("Mail-From", " " + line[5:]))
+
+    def _matching(self, name: str) -> list[HeaderField]:
+        wanted = name.lower()
+        return [field for field in self.fields if field.name.lower() == wanted]
+
+    def get(self, name: str, index: int = 0) -> str | None:
+        matches = self._matching(name)
+        if index < len(matches):
+            return matches[index].value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        return [field.value for field in self._matching(name)]
+
+    def count(self, name: str) -> int:
+        return len(self._matching(name))
+
+    def tags(self) -> list[str]:
+        """Field names in order of first appearance."""
+        seen: dict[str, str] = {}
+        for field in self.fields:
+            seen.setdefault(field.name.lower(), field.name)
+        return list(seen.values())
+
+    def add(self, name: str, value: str, index: int | None = None) -> None:
+        """Add a field; `index=0` puts it on top. CR/LF in `value` only survive as folds."""
+        field = HeaderField(name, " " + _fold(value) + "\n")
+        if index is None:
+            self.fields.append(field)
+        else:
+            self.fields.insert(index, field)
+
+    def replace(self, name: str, value: str, index: int = 0) -> None:
+        matches = self._matching(name)
+        if index < len(matches):
+            matches[index].raw = " " + _fold(value) + "\n"
+        else:
+            self.add(name, value)
+
+    def delete(self, name: str, index: int | None = None) -> int:
+        """Delete every field called `name`, or only its `index`-th occurrence."""
+        matches = self._matching(name)
+        if index is not None:
+            matches = matches[index:index + 1]
+        doomed = {id(field) for field in matches}
+        self.fields = [field for field in self.fields if id(field) not in doomed]
+        return len(matches)
+
+    def as_string(self) -> str:
+        return "".join(field.line() for field in self.fields)
+
+    def as_bytes(self) -> bytes:
+        return encode(self.as_string())
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+def _fold(value: str) -> str:
+    """Keep multi-line values as RFC 5322 folds; never let a bare CR/LF start a new field."""
+    lines = _CONTROL.split(value.rstrip("\r\n"))
+    if len(lines) == 1:
+        return lines[0]
+    folded = [lines[0]]
+    for line in lines[1:]:
+        folded.append(line if line[:1] in (" ", "\t") else " " + line)
+    return "\n".join(folded)

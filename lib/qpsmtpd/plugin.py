@@ -1,0 +1,292 @@
+"""Plugins: the base class every plugin gets, and the loader for plugin files.
+
+A plugin file is Python.  The simplest one is a module with one function:
+
+    def hook_connect(self, transaction):
+        return DENYSOFT, "Sorry, server is temporarily unavailable."
+
+Module-level functions become methods of a `Plugin` subclass made for the
+file; a file may instead define its own `class ...(Plugin)`.  Every
+constant of `qpsmtpd.constants` and the name `Plugin` are already in the
+file's namespace.  `init(self, qp, *args)` runs first, then every
+`hook_<name>` method is registered (hook names translated with `s/\\W/_/g`,
+so `auth-cram-md5` is `hook_auth_cram_md5`), then `register(self, qp,
+*args)`.  `isa_plugin("rcpt_ok")` in `init` makes the plugin inherit from
+another plugin; its hooks are then reachable as `self.SUPER.hook_rcpt(...)`
+(or `super()` in a class).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import os
+import re
+import types
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import constants
+from .constants import LOGDEBUG, LOGERROR
+from .policy import PolicyMixin
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .qp import Qpsmtpd
+    from .transaction import Transaction
+
+# Every hook a plugin may register, in roughly the order they fire.
+HOOKS = (
+    "logging", "config", "user_config", "post-fork", "pre-connection", "connect",
+    "ehlo_parse", "ehlo", "helo_parse", "helo", "auth_parse", "auth", "auth-plain",
+    "auth-login", "auth-cram-md5", "rcpt_parse", "rcpt_pre", "rcpt", "mail_parse",
+    "mail", "mail_pre", "data", "data_headers_end", "data_post_headers", "data_post",
+    "queue_pre", "queue", "queue_post", "vrfy", "noop", "quit", "reset_transaction",
+    "disconnect", "post-connection", "unrecognized_command", "deny", "ok",
+    "received_line", "help",
+)
+_HOOK_SET = frozenset(HOOKS)
+
+
+class PluginError(Exception):
+    """A plugin could not be found, compiled or initialised."""
+
+
+def hook_method_name(hook: str) -> str:
+    return "hook_" + re.sub(r"\W", "_", hook)
+
+
+def is_valid_hook(hook: str) -> bool:
+    return hook in _HOOK_SET or hook.startswith("auth-")
+
+
+def escape_plugin_name(name: str) -> str:
+    """qpsmtpd's plugin_name: `queue/qmail-queue` -> `queue::qmail_2dqueue`."""
+    escaped = re.sub(r"[^A-Za-z0-9_/]", lambda m: "_%2x" % ord(m.group(0)), name)
+
+    def directory(match: re.Match) -> str:
+        digit = match.group(2)
+        return "::" + ("_%2x" % ord(digit) if digit else "")
+
+    return re.sub(r"(/+)(\d?)", directory, escaped)
+
+
+def parse_args(args: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`['reject', '0', 'loglevel', '-1']` -> `{'reject': '0', 'loglevel': '-1'}` (even lists only)."""
+    if len(args) % 2:
+        return {}
+    return {args[i]: args[i + 1] for i in range(0, len(args), 2)}
+
+
+class Plugin(PolicyMixin):
+    """Base class of every plugin: context accessors, logging, temp files, hooks."""
+
+    def __init__(self) -> None:
+        self._qp: Qpsmtpd | None = None
+        self._hook: str | None = None
+        self._name = type(self).__name__
+        self._isa_child: type | None = None
+        self.args: list[str] = []
+        self.opts: dict[str, str] = {}
+
+    # -- context ----------------------------------------------------------
+    @property
+    def plugin_name(self) -> str:
+        return self._name
+
+    @property
+    def hook_name(self) -> str | None:
+        return self._hook
+
+    @property
+    def qp(self) -> Qpsmtpd:
+        assert self._qp is not None
+        return self._qp
+
+    @property
+    def connection(self) -> Connection:
+        return self.qp.connection
+
+    @property
+    def transaction(self) -> Transaction:
+        return self.qp.transaction
+
+    @property
+    def auth_user(self) -> str:
+        return self.qp.auth_user
+
+    @property
+    def auth_mechanism(self) -> str:
+        return self.qp.auth_mechanism
+
+    @property
+    def spool_dir(self) -> str:
+        return self.qp.spool_dir()
+
+    # -- services ---------------------------------------------------------
+    def log(self, level: int, *message: Any) -> None:
+        """Log through the `logging` hook / stderr, tagged with this plugin and hook."""
+        if self._hook == "logging":
+            return
+        self.qp.varlog(self.adjust_log_level(level), self._hook, self.plugin_name,
+                       " ".join(str(part) for part in message))
+
+    def adjust_log_level(self, level: int) -> int:
+        """Apply the plugin's `loglevel` argument: a raw level 0-7, or `+N`/`-N`."""
+        adjust = self.opts.get("loglevel")
+        if not adjust:
+            return level
+        if re.fullmatch(r"[0-7]", adjust):
+            return int(adjust)
+        match = re.fullmatch(r"([+-])(\d)", adjust)
+        if not match:
+            del self.opts["loglevel"]
+            self.log(LOGERROR, f"invalid {self.plugin_name} loglevel setting ({adjust})")
+            return level
+        shift = int(match.group(2)) * (1 if match.group(1) == "+" else -1)
+        return max(0, min(7, level + shift))
+
+    def temp_file(self) -> str:
+        """A unique file name in the spool dir, removed when the transaction ends."""
+        path = self.qp.temp_file()
+        self.qp.transaction.track_temp_file(path)
+        return path
+
+    def temp_dir(self, mode: int = 0o700) -> str:
+        """A new directory in the spool dir (0700), removed when the transaction ends."""
+        path = self.qp.temp_dir(mode)
+        self.qp.transaction.track_temp_dir(path)
+        return path
+
+    def register_hook(self, hook: str, method: str | Callable[..., Any], unshift: bool = False) -> None:
+        if not is_valid_hook(hook):
+            raise PluginError(f"{self.plugin_name}: Invalid hook: {hook}")
+        if isinstance(method, str):
+            method = getattr(self, method)
+        if hook != "logging":
+            self.qp.log(LOGDEBUG, f"{self.plugin_name} hooking {hook}")
+        self.qp.register_hook(hook, self, method, unshift)
+
+    # -- inheritance --------------------------------------------------------
+    def isa_plugin(self, parent: str) -> None:
+        """Inherit every method of plugin `parent` (found in the plugin dirs)."""
+        parent_class = self.qp.plugin_loader.load_class(parent)
+        child_class = type(self)
+        if issubclass(child_class, parent_class):
+            return
+        self._isa_child = child_class
+        self.__class__ = type(child_class.__name__, (child_class, parent_class), {})
+
+    @property
+    def SUPER(self) -> Any:  # noqa: N802 - the name Perl plugin writers know
+        """The parent plugin's methods, bound to this plugin (after `isa_plugin`)."""
+        if self._isa_child is None:
+            raise PluginError(f"{self.plugin_name}: SUPER used without isa_plugin()")
+        return super(self._isa_child, self)
+
+    # -- registration ---------------------------------------------------------
+    def _register(self, qp: Qpsmtpd, args: list[str]) -> None:
+        self._qp = qp
+        self.args = list(args)
+        self.opts = parse_args(args)
+        init = getattr(self, "init", None)
+        if callable(init):
+            init(qp, *args)
+        for hook in HOOKS:
+            method_name = hook_method_name(hook)
+            if callable(getattr(self, method_name, None)):
+                self.register_hook(hook, method_name)
+        for attribute in dir(type(self)):
+            if attribute.startswith("hook_auth_") and attribute not in _STANDARD_METHODS:
+                self.register_hook("auth-" + attribute[len("hook_auth_"):].replace("_", "-"), attribute)
+        register = getattr(self, "register", None)
+        if callable(register):
+            register(qp, *args)
+
+
+_STANDARD_METHODS = frozenset(hook_method_name(hook) for hook in HOOKS)
+_CONSTANT_NAMESPACE = {name: getattr(constants, name) for name in constants.__all__}
+
+
+class PluginLoader:
+    """Finds plugin files in the plugin dirs, compiles them once, makes instances."""
+
+    def __init__(self, qp: Qpsmtpd, plugin_dirs: list[str]) -> None:
+        self.qp = qp
+        self.plugin_dirs = plugin_dirs
+        self._classes: dict[str, type[Plugin]] = {}
+
+    def find(self, name: str) -> str | None:
+        for directory in self.plugin_dirs:
+            for candidate in (os.path.join(directory, name), os.path.join(directory, name + ".py")):
+                if os.path.isfile(candidate):
+                    return candidate
+        return None
+
+    def load_class(self, name: str) -> type[Plugin]:
+        """The plugin class for file `name` (a path below a plugin dir, no `:N`)."""
+        if "." in name and "/" not in name and not self.find(name):
+            return self._load_module_class(name)
+        path = self.find(name)
+        if path is None:
+            raise PluginError(f"Plugin {name} not found in our plugin dirs ({', '.join(self.plugin_dirs)})")
+        cached = self._classes.get(path)
+        if cached is None:
+            cached = self._compile(name, path)
+            self._classes[path] = cached
+        return cached
+
+    def _compile(self, name: str, path: str) -> type[Plugin]:
+        module_name = "qpsmtpd_plugins." + re.sub(r"\W", "_", name)
+        module = types.ModuleType(module_name)
+        module.__file__ = path
+        module.__dict__.update(_CONSTANT_NAMESPACE)
+        module.__dict__["Plugin"] = Plugin
+        try:
+            code = importlib.machinery.SourceFileLoader(module_name, path).get_code(module_name)
+            exec(code, module.__dict__)  # noqa: S102 - loading the admin's configured plugin
+        except Exception as error:
+            raise PluginError(f"could not compile plugin {name} ({path}): {type(error).__name__}: {error}") from error
+        return _class_from_module(module, name)
+
+    def _load_module_class(self, dotted: str) -> type[Plugin]:
+        cached = self._classes.get(dotted)
+        if cached is None:
+            try:
+                module = importlib.import_module(dotted)
+            except Exception as error:
+                raise PluginError(f"Failed loading {dotted}: {type(error).__name__}: {error}") from error
+            cached = _class_from_module(module, dotted)
+            self._classes[dotted] = cached
+        return cached
+
+    def instantiate(self, line: str) -> Plugin:
+        """A registered plugin instance for one `config/plugins` line."""
+        if not line.isascii() or not line.isprintable():
+            raise PluginError(f"unsafe characters in config line: {line!r}")
+        name, *args = line.split()
+        is_module = "." in name and "/" not in name and not self.find(name.split(":")[0])
+        file_name = name if is_module else re.sub(r":\d+$", "", name)
+        plugin_class = self.load_class(file_name)
+        plugin = plugin_class()
+        plugin._name = name if is_module else escape_plugin_name(name)
+        try:
+            plugin._register(self.qp, args)
+        except PluginError:
+            raise
+        except Exception as error:
+            raise PluginError(f"plugin {name} failed to initialise: {type(error).__name__}: {error}") from error
+        return plugin
+
+
+def _class_from_module(module: types.ModuleType, name: str) -> type[Plugin]:
+    """The module's own Plugin subclass, or a subclass made from its functions."""
+    namespace = vars(module)
+    own_classes = [value for value in namespace.values()
+                   if isinstance(value, type) and issubclass(value, Plugin) and value is not Plugin
+                   and value.__module__ == module.__name__]
+    if own_classes:
+        return own_classes[-1]
+    methods = {key: value for key, value in namespace.items()
+               if isinstance(value, types.FunctionType) and value.__module__ == module.__name__}
+    class_name = re.sub(r"\W", "_", name)
+    return type(class_name, (Plugin,), methods)

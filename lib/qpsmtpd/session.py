@@ -1,0 +1,145 @@
+"""Process set-up for one SMTP session on fds 0/1.
+
+Finds the client's addresses (tcpserver's TCP* variables, else the socket
+on fd 0, else the documented pipe default), keeps log lines away from the
+client when fd 2 is the client's socket (xinetd), loads the plugins and
+runs the session.  A plugin that fails to load ends the session with a 421
+and a log line naming it, never a session without that plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+
+from .constants import LOGNOTICE
+from .plugin import PluginError
+from .reader import ConnectionLost, SmtpIO, Transport
+from .smtp import SMTP
+
+PIPE_REMOTE_IP = "127.0.0.1"
+_UNSAFE_HOST = re.compile(r"[^a-zA-Z0-9.\-\[\]:]")
+
+
+def _same_file(fd_a: int, fd_b: int) -> bool:
+    try:
+        first, second = os.fstat(fd_a), os.fstat(fd_b)
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def stderr_is_client(fd_in: int = 0, fd_out: int = 1) -> bool:
+    """True when fd 2 is the client's socket (xinetd passes the socket on 0, 1 and 2)."""
+    try:
+        mode = os.fstat(2).st_mode
+    except OSError:
+        return True  # closed: anything written there could land on a reused fd
+    return stat.S_ISSOCK(mode) and (_same_file(2, fd_in) or _same_file(2, fd_out))
+
+
+def silence_stderr() -> None:
+    """Point fd 2 at /dev/null so nothing, not even a crash, reaches the client."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    if null != 2:
+        os.close(null)
+
+
+def sanitize_host(host: str) -> str:
+    return _UNSAFE_HOST.sub("", host)
+
+
+def connection_info(environ: dict[str, str] | os._Environ, fd: int = 0) -> dict[str, str]:
+    """Addresses of the client: TCP* variables, else getpeername on fd 0, else the pipe default."""
+    if environ.get("TCPREMOTEIP"):
+        return _info_from_tcpserver(environ)
+    from_socket = _info_from_socket(fd)
+    if from_socket:
+        return from_socket
+    return {"remote_ip": PIPE_REMOTE_IP, "remote_host": f"[{PIPE_REMOTE_IP}]",
+            "remote_info": f"[{PIPE_REMOTE_IP}]", "remote_port": "",
+            "local_ip": "", "local_host": "", "local_port": ""}
+
+
+def _info_from_tcpserver(environ: dict[str, str] | os._Environ) -> dict[str, str]:
+    remote_ip = environ["TCPREMOTEIP"]
+    host = sanitize_host(environ.get("TCPREMOTEHOST") or f"[{remote_ip}]")
+    ident = sanitize_host(environ.get("TCPREMOTEINFO", ""))
+    return {
+        "remote_ip": remote_ip,
+        "remote_host": host,
+        "remote_info": f"{ident}@{host}" if ident else host,
+        "remote_port": environ.get("TCPREMOTEPORT", ""),
+        "local_ip": environ.get("TCPLOCALIP", ""),
+        "local_host": environ.get("TCPLOCALHOST", ""),
+        "local_port": environ.get("TCPLOCALPORT", ""),
+    }
+
+
+def _info_from_socket(fd: int) -> dict[str, str] | None:
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return None
+    except OSError:
+        return None
+    import socket  # only for super-servers that give no TCP* variables
+
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return None
+    try:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        peer, local = sock.getpeername(), sock.getsockname()
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    remote_ip = _unmap(peer[0])
+    return {"remote_ip": remote_ip, "remote_host": f"[{remote_ip}]", "remote_info": f"[{remote_ip}]",
+            "remote_port": str(peer[1]), "local_ip": _unmap(local[0]), "local_host": "",
+            "local_port": str(local[1])}
+
+
+def _unmap(ip: str) -> str:
+    return ip[7:] if ip.lower().startswith("::ffff:") and "." in ip else ip
+
+
+def run_session(install_dir: str) -> int:
+    """Run one SMTP session on fds 0/1; the process exit status."""
+    if stderr_is_client():
+        silence_stderr()
+        client_on_stderr = True
+    else:
+        client_on_stderr = False
+    smtp = SMTP(install_dir, SmtpIO(Transport(0, 1)))
+    if client_on_stderr:
+        smtp.disable_stderr_log()
+    info = connection_info(os.environ)
+    smtp.connection.start(**info)
+    try:
+        smtp.load_plugins()
+    except PluginError:
+        smtp.respond(421, f"{smtp.config_value('me')} Service temporarily unavailable; try again later")
+        return 1
+    smtp.log(LOGNOTICE, f"Connection from {info['remote_info']} [{info['remote_ip']}]")
+    try:
+        smtp.run()
+    except ConnectionLost:
+        pass
+    return 0
+
+
+def main(install_dir: str, argv: list[str]) -> int:
+    if argv:
+        from .cli import run_cli
+        return run_cli(install_dir, argv)
+    return run_session(install_dir)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), sys.argv[1:]))
