@@ -1,0 +1,179 @@
+"""Golden SMTP sessions: a TOML file replayed through the real qpsmtpd.py.
+
+    description = "relaying is denied"
+    dialogue = '''
+    S: 220 mx.example.test ESMTP qpsmtpd {version} ready; send us your mail, but not your spam.
+    C: HELO client.test
+    S~ 250 mx\\.example\\.test Hi .*
+    '''
+    [config]                       # files of a private config dir
+    me = "mx.example.test"
+    plugins = ["rcpt_ok"]          # a list: one line each
+    [env]                          # extra environment (TCPREMOTEIP ...)
+    TCPREMOTEIP = "192.0.2.1"
+    [files]                        # extra files, path relative to a private dir {dir}
+    "plugins/boom" = "def hook_rcpt(self, t, r, p): raise RuntimeError('x')"
+    [queued]                       # what the qmail-queue double must hold
+    count = 1
+    sender = "a@b.test"
+    recipients = ["x@example.test"]
+    contains = ["Subject: hi"]
+
+(TOML: top-level keys such as `dialogue` must come before the first [table].)
+The dialogue runs in order: a `C:` line is written (CRLF added; `C:` with
+nothing after it sends an empty line), an `S:` line must be the next reply
+line exactly (`{version}`, `{dir}` substituted), an `S~` line must match as
+a regular expression.  Several `C:` lines before the next `S:` are sent in
+one write (pipelining).  After the dialogue the server must close the
+connection.  `{dir}` in config values and env is the private directory.
+When [queued] is given, QMAILQUEUE points at t/bin/qmail-queue-double.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(TEST_DIR)
+QPSMTPD = os.path.join(REPO_DIR, "qpsmtpd.py")
+QQ_DOUBLE = os.path.join(TEST_DIR, "bin", "qmail-queue-double")
+sys.path.insert(0, os.path.join(REPO_DIR, "lib"))
+from qpsmtpd import __version__  # noqa: E402
+
+
+@dataclass
+class Outcome:
+    transcript: list[str]
+    stderr: str
+    queue_dir: str
+
+
+def write_config(directory: str, config: dict, private: str) -> None:
+    os.makedirs(directory, exist_ok=True)
+    for name, value in config.items():
+        if isinstance(value, list):
+            text = "".join(str(item) + "\n" for item in value)
+        else:
+            text = str(value) + ("\n" if not str(value).endswith("\n") else "")
+        path = os.path.join(directory, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as handle:
+            handle.write(text.replace("{dir}", private))
+
+
+def _read_line(proc: subprocess.Popen, buffer: bytearray, deadline: float) -> str | None:
+    while b"\n" not in buffer:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("timed out waiting for a reply line")
+        ready, _, _ = select.select([proc.stdout], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    index = buffer.index(b"\n")
+    line = bytes(buffer[:index]).rstrip(b"\r").decode("utf-8", "replace")
+    del buffer[:index + 1]
+    return line
+
+
+def run_session_file(path: str, timeout: float = 20.0) -> Outcome:
+    with open(path, "rb") as handle:
+        spec = tomllib.load(handle)
+    private = tempfile.mkdtemp(prefix="qpsmtpd-session-")
+    os.chmod(private, 0o755)
+    config_dir = os.path.join(private, "config")
+    queue_dir = os.path.join(private, "queue")
+    os.makedirs(queue_dir)
+    config = {"spool_dir": os.path.join(private, "spool"), **spec.get("config", {})}
+    write_config(config_dir, config, private)
+    for name, text in spec.get("files", {}).items():
+        file_path = os.path.join(private, name)
+        os.makedirs(os.path.dirname(file_path), exist_ok=True)
+        with open(file_path, "w") as handle:
+            handle.write(text.replace("{dir}", private))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TCP", "QPSMTPD", "RELAYCLIENT"))}
+    env.update({"QPSMTPD_CONFIG": config_dir, "QMAILQUEUE": QQ_DOUBLE, "QQ_DOUBLE_DIR": queue_dir})
+    env.update({key: str(value).replace("{dir}", private) for key, value in spec.get("env", {}).items()})
+    proc = subprocess.Popen([sys.executable, QPSMTPD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=private)
+    transcript: list[str] = []
+    buffer = bytearray()
+    deadline = time.monotonic() + timeout
+    pending: list[bytes] = []
+    try:
+        for raw in spec["dialogue"].strip("\n").split("\n"):
+            kind, text = raw[:2], raw[3:] if len(raw) > 3 else ""
+            text = text.replace("{version}", __version__).replace("{dir}", private)
+            if kind == "C:":
+                pending.append(text.encode("utf-8", "surrogateescape") + b"\r\n")
+                transcript.append(raw)
+                continue
+            if pending:
+                proc.stdin.write(b"".join(pending))
+                proc.stdin.flush()
+                pending = []
+            line = _read_line(proc, buffer, deadline)
+            transcript.append(f"got: {line}")
+            if kind == "S:":
+                assert line == text, f"{os.path.basename(path)}: expected {text!r}, got {line!r}\n" + "\n".join(transcript)
+            elif kind == "S~":
+                assert line is not None and re.fullmatch(text, line), \
+                    f"{os.path.basename(path)}: expected /{text}/, got {line!r}\n" + "\n".join(transcript)
+            else:
+                raise AssertionError(f"bad dialogue line {raw!r}")
+        if pending:
+            proc.stdin.write(b"".join(pending))
+            proc.stdin.flush()
+        proc.stdin.close()
+        rest = _read_line(proc, buffer, deadline)
+        assert rest is None, f"unexpected reply after the dialogue: {rest!r}"
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read().decode("utf-8", "replace")
+    assert "Traceback" not in stderr, stderr
+    check_queued(spec.get("queued"), queue_dir, path)
+    return Outcome(transcript, stderr, queue_dir)
+
+
+def queued_messages(queue_dir: str) -> list[tuple[dict, bytes]]:
+    messages = []
+    for name in sorted(os.listdir(queue_dir)):
+        if name.endswith(".env"):
+            with open(os.path.join(queue_dir, name)) as handle:
+                envelope = json.load(handle)
+            with open(os.path.join(queue_dir, name[:-4] + ".msg"), "rb") as handle:
+                messages.append((envelope, handle.read()))
+    return messages
+
+
+def check_queued(expected: dict | None, queue_dir: str, path: str) -> None:
+    if expected is None:
+        return
+    messages = queued_messages(queue_dir)
+    assert len(messages) == expected.get("count", 1), f"{path}: {len(messages)} messages queued"
+    if not messages:
+        return
+    envelope, message = messages[-1]
+    if "sender" in expected:
+        assert envelope["sender"] == expected["sender"]
+    if "recipients" in expected:
+        assert envelope["recipients"] == expected["recipients"]
+    for needle in expected.get("contains", []):
+        assert needle.encode() in message, f"{path}: {needle!r} not in queued message:\n{message[:2000]!r}"
+    for needle in expected.get("lacks", []):
+        assert needle.encode() not in message, f"{path}: {needle!r} unexpectedly in queued message"
