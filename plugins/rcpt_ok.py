@@ -1,16 +1,36 @@
-"""rcpt_ok - accept mail for the domains this host receives for.
+"""# rcpt_ok — accept mail only for the domains this host receives for
 
-Accepts a recipient whose domain is in `config/rcpthosts` (or a
-subdomain of an entry starting with a dot), in `config/morercpthosts.cdb`,
-or is `config/me`; the bare `<postmaster>` and `<abuse>` count as `me`.
-Relay clients and whitelisted hosts/senders (`is_immune`) may send to any
-domain.  Everything else gets `550 Relaying denied (#5.7.1)`.
+Works like qmail's `rcpthosts`: a recipient is accepted when its domain
 
-Arguments: none (the common `loglevel N` is honoured).
+* is listed in `config/rcpthosts` (case-insensitively), or is a subdomain of
+  an entry that starts with a dot (`.example.com` accepts `mx.example.com`),
+* is a key of `config/morercpthosts.cdb` (built with `qmail-newmrh`),
+* is `config/me` (always accepted, as qmail-smtpd does for `me`).
 
-Config files: rcpthosts, morercpthosts.cdb, me.
+A bare `<postmaster>` or `<abuse>` (no domain) counts as mail for `me`; any
+other recipient without a domain is left to the following plugins.  A
+recipient at an address literal of this server (`user@[192.0.2.25]`, the
+local IP of the connection) counts as mail for `config/localiphost`
+(default: `me`), as in qmail.
 
-Load it last among the rcpt plugins, like qpsmtpd's rcpt_ok.
+Relay clients and whitelisted hosts or senders (see `is_immune`) may send
+to any domain.  Every other recipient gets
+
+    550 Relaying denied (#5.7.1)
+
+## Arguments
+
+None besides the common `loglevel N`.
+
+## Config files
+
+`rcpthosts`, `morercpthosts.cdb`, `me`, `localiphost`.
+
+## Example
+
+    # config/plugins: rcpt_ok comes last among the rcpt plugins
+    badrcptto
+    rcpt_ok
 """
 
 from qpsmtpd import dsn
@@ -30,6 +50,8 @@ def hook_rcpt(self, transaction, recipient, params=None):
 def is_in_rcpthosts(self, host):
     for allowed in self.qp.config("me") + self.qp.config("rcpthosts"):
         allowed = allowed.strip().lower()
+        if not allowed:
+            continue
         if host == allowed:
             self.log(LOGINFO, f"pass: {host} in rcpthosts")
             return True
@@ -52,8 +74,12 @@ def get_rcpt_host(self, recipient):
     if not recipient:
         return None
     if recipient.host:
-        return recipient.host.lower()
+        host = recipient.host.lower()
+        local_ip = self.connection.local_ip
+        if local_ip and host in (f"[{local_ip}]", f"[ipv6:{local_ip}]".lower()):
+            return str(self.qp.config_value("localiphost") or self.qp.config_value("me", "")).lower()
+        return host
     user = (recipient.user or "").lower()
     if user in ("postmaster", "abuse"):
-        return self.qp.config_value("me", "").lower()
+        return str(self.qp.config_value("me", "")).lower()
     return None

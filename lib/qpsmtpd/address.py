@@ -23,7 +23,7 @@ _ATOM = r"[a-zA-Z0-9!#%&*+=?^_`{|}~$'\-/]+"
 _ADDRESS_LITERAL = r"(?:\[(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|IPv6:[0-9A-Fa-f:.]+)\])"
 _SUBDOMAIN = r"(?:[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)"
 _DOMAIN = rf"(?:{_ADDRESS_LITERAL}|{_SUBDOMAIN}(?:\.{_SUBDOMAIN})*)"
-_QTEXT = r"[\x01-\x08\x0B\x0C\x0E-\x1F\x21\x23-\x5B\x5D-\x7F]"
+_QTEXT = r"[\x01-\x08\x0B\x0C\x0E-\x1F\x20\x21\x23-\x5B\x5D-\x7F]"
 _TEXT = r"[\x01-\x09\x0B\x0C\x0E-\x7F]"
 
 _SOURCE_ROUTE = re.compile(rf"^@{_DOMAIN}(?:,@{_DOMAIN})*:")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from .notes import Notes
 
 
@@ -9,6 +12,8 @@ class Connection:
     """What is known about the client for the whole session."""
 
     def __init__(self) -> None:
+        # `<connect time>.<pid>`: unique on this host, names the connection in log lines
+        self.id: str = f"{int(time.time())}.{os.getpid()}"
         self.remote_ip: str = ""
         self.remote_host: str = ""
         self.remote_info: str = ""

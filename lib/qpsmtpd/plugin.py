@@ -26,7 +26,7 @@ import types
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import constants
-from .constants import LOGDEBUG, LOGERROR
+from .constants import DECLINED, LOGDEBUG, LOGERROR
 from .policy import PolicyMixin
 
 if TYPE_CHECKING:
@@ -203,8 +203,48 @@ class Plugin(PolicyMixin):
             register(qp, *args)
 
 
+def flatten(values: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            flat.extend(value)
+        elif value is not None:
+            flat.append(value)
+    return flat
+
+
+def normalize_result(result: Any, hook: str, split_lines: bool = True) -> tuple[int, list[Any]]:
+    """A plugin's return value as (code, messages): None means DECLINED; lists are flattened
+    and, for replies, multi-line strings become several lines."""
+    if result is None:
+        return DECLINED, []
+    if isinstance(result, int):
+        return result, []
+    if not isinstance(result, (tuple, list)) or not result:
+        return DECLINED, []
+    code, *rest = result
+    if rest and callable(rest[0]):  # a *_parse hook hands back a parser
+        return code, rest
+    values = flatten(rest)
+    if split_lines:
+        lines: list[Any] = []
+        for value in values:
+            if isinstance(value, str):
+                lines.extend(value.split("\n"))
+            else:
+                lines.append(value)
+        values = lines
+    return code, values
+
+
+def split_result(result: Any) -> tuple[int, list[Any]]:
+    """(code, messages) of any hook result: lets a child plugin inspect `self.SUPER.hook_x(...)`."""
+    return normalize_result(result, "")
+
+
 _STANDARD_METHODS = frozenset(hook_method_name(hook) for hook in HOOKS)
-_CONSTANT_NAMESPACE = {name: getattr(constants, name) for name in constants.__all__}
+_CONSTANT_NAMESPACE: dict[str, Any] = {name: getattr(constants, name) for name in constants.__all__}
+_CONSTANT_NAMESPACE["split_result"] = split_result
 
 
 class PluginLoader:

@@ -1,29 +1,163 @@
 """Shared policy helpers for plugins (reject arguments, immunity, karma, naughty).
 
 `PolicyMixin` is a base of every plugin; the helpers here are what
-qpsmtpd's plugins rely on to honour the common arguments `reject`,
-`reject_type` and `loglevel` and to cooperate through notes.
+qpsmtpd's plugins rely on to honour the common arguments and to cooperate
+through notes.
+
+Common arguments (in `self.opts`, from `name key value ...` in config/plugins):
+
+* `reject 0|1|naughty` — `0` only logs, `1` rejects, `naughty` defers the
+  rejection to the `naughty` plugin.  `reject temp|perm|disconnect|temp_disconnect`
+  means `reject 1` with that rejection type (unless `reject_type` is given).
+* `reject_type perm|temp|disconnect|temp_disconnect` — the code a rejection
+  gets (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT).
+* `loglevel N|+N|-N` — applied by `Plugin.log`.
+
+Notes other plugins read:
+
+| where | note | meaning |
+| --- | --- | --- |
+| connection | `relayclient` | set with `connection.relay_client` by `relay` (and AUTH) |
+| connection | `whitelisthost`, `whitelistclient`, `whitelisthelo` | set by `whitelist` |
+| transaction | `whitelistsender`, `whitelistrcpt` | set by `whitelist` |
+| connection / transaction | `naughty`, `naughty_reject_type` | deferred rejection (see below) |
+| connection | `rejected` | set by `is_naughty(value)` |
+| connection | `karma` | running total of `adjust_karma` |
+| connection / transaction | `authentication_results` | `store_auth_results`; the engine joins both into the Authentication-Results header |
+
+Scope: a result that describes the client (found in the connect, HELO/EHLO,
+AUTH or command hooks) is kept in the connection notes; a result that
+describes a message (found from MAIL on) is kept in the transaction notes,
+so it never leaks into the next message of the same connection.  Both
+`store_deferred_reject` and `store_auth_results` pick the scope from the
+running hook and accept `scope="connection"|"transaction"` to override it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .constants import LOGINFO
+from .constants import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG,
+                        LOGINFO)
+
+REJECT_TYPES = {
+    "temp": DENYSOFT, "soft": DENYSOFT,
+    "perm": DENY, "hard": DENY,
+    "disconnect": DENY_DISCONNECT,
+    "temp_disconnect": DENYSOFT_DISCONNECT,
+}
+
+# Hooks whose findings describe the client rather than one message.
+CONNECTION_HOOKS = frozenset((
+    "pre-connection", "connect", "helo", "ehlo", "helo_parse", "ehlo_parse", "auth", "auth_parse",
+    "unrecognized_command", "noop", "vrfy", "help", "quit", "disconnect", "post-connection",
+))
+
+
+def reject_type_code(name: Any, default: int = DENY) -> int:
+    """The return code a `reject_type` word stands for, `default` when unknown."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        return name
+    return REJECT_TYPES.get(str(name or "").strip().lower(), default)
 
 
 class PolicyMixin:
     """Helpers every plugin inherits (see docs/writing-plugins.md)."""
 
+    # -- rejection ----------------------------------------------------------
+    def get_reject(self: Any, smtp_mess: str | None = None, log_mess: str | None = None) -> Any:
+        """What to return for a failed check, honouring `reject` and `reject_type`.
+
+        `reject 0` logs and returns DECLINED; `reject naughty` stores a deferred
+        rejection for the `naughty` plugin and returns DECLINED; anything else
+        returns `(reject type, smtp_mess)`.
+        """
+        smtp_mess = smtp_mess or "unspecified error"
+        suffix = f", {log_mess}" if log_mess else ""
+        reject = self.opts.get("reject")
+        text = str(reject).strip().lower() if reject is not None else None
+        if text is not None and text in ("0", "", "false", "no"):
+            self.log(LOGINFO, "fail, tolerated" + suffix)
+            return DECLINED
+        if text == "naughty":
+            self.log(LOGINFO, "fail, NAUGHTY" + suffix)
+            return self.store_deferred_reject(f"({self.plugin_name}) {smtp_mess}")
+        self.log(LOGINFO, "fail" + suffix)
+        return self.get_reject_type(), smtp_mess
+
+    def get_reject_type(self: Any, default: int = DENY, deny: Any = None) -> int:
+        """The code for `deny` (or the `reject_type` argument): perm, temp, disconnect..."""
+        word = deny or self.opts.get("reject_type")
+        if not word:
+            reject = str(self.opts.get("reject") or "").lower()
+            word = reject if reject in REJECT_TYPES else None
+        if not word:
+            return default
+        return reject_type_code(word, default)
+
+    def _notes_for(self: Any, scope: str | None) -> Any:
+        if scope is None:
+            scope = "connection" if (self.hook_name or "connect") in CONNECTION_HOOKS else "transaction"
+        return self.connection.notes if scope == "connection" else self.transaction.notes
+
+    def store_deferred_reject(self: Any, smtp_mess: str, scope: str | None = None) -> int:
+        """Remember a rejection for the `naughty` plugin; returns DECLINED.
+
+        Messages accumulate (one reply line each).  Found in a client hook the
+        rejection is kept for the connection, from MAIL on for the message only.
+        """
+        notes = self._notes_for(scope)
+        previous = notes.get("naughty")
+        notes["naughty"] = f"{previous}\n{smtp_mess}" if isinstance(previous, str) and previous else smtp_mess
+        if not notes.get("naughty_reject_type") and self.opts.get("reject_type"):
+            notes["naughty_reject_type"] = self.opts["reject_type"]
+        return DECLINED
+
+    def store_auth_results(self: Any, result: str, scope: str | None = None) -> None:
+        """Add `method=result ...` to what the Authentication-Results header will say."""
+        notes = self._notes_for(scope)
+        previous = notes.get("authentication_results")
+        combined = f"{previous}; {result}" if previous else result
+        self.log(LOGDEBUG, f"auth-results: {combined}")
+        notes["authentication_results"] = combined
+
+    # -- immunity and naughtiness ---------------------------------------------
     def is_immune(self: Any) -> bool:
         """True for relay clients and whitelisted hosts or senders: policy checks skip them."""
-        if self.qp.connection.relay_client:
+        connection = self.connection
+        if connection.relay_client or connection.notes.get("relayclient"):
             self.log(LOGINFO, "skip, relay client")
             return True
-        if self.qp.connection.notes.get("whitelisthost"):
+        if connection.notes.get("whitelisthost"):
             self.log(LOGINFO, "skip, whitelisted host")
             return True
-        if self.qp.transaction.notes.get("whitelistsender"):
+        if self.transaction.notes.get("whitelistsender"):
             self.log(LOGINFO, "skip, whitelisted sender")
             return True
         return False
+
+    def is_naughty(self: Any, setit: Any = None) -> Any:
+        """Without an argument: the pending naughty message (falsy when none).
+
+        With a value: mark the connection naughty and rejected (an existing
+        naughty message is kept) and return True.
+        """
+        notes = self.connection.notes
+        if setit is None:
+            return notes.get("naughty") or self.transaction.notes.get("naughty")
+        if setit and not notes.get("naughty"):
+            notes["naughty"] = setit
+        elif not setit:
+            notes["naughty"] = setit
+        notes["rejected"] = setit
+        if notes.get("naughty"):
+            self.log(LOGINFO, "skip, naughty")
+            return True
+        return False
+
+    def adjust_karma(self: Any, value: int) -> int:
+        """Add `value` to the connection's karma (read by karma-aware plugins)."""
+        karma = (self.connection.notes.get("karma") or 0) + value
+        self.log(LOGINFO, f"karma {value} ({karma})")
+        self.connection.notes["karma"] = karma
+        return value

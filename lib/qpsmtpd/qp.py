@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import __version__
 from .address import Address
 from .config import Config
 from .connection import Connection
-from .constants import (DECLINED, DENY_CODES, LOGCRIT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, OK,
+from .constants import (DECLINED, DENY_CODES, LOGCRIT, LOGDEBUG, LOGERROR, LOGWARN, OK,
                         return_code)
-from .plugin import Plugin, PluginError, PluginLoader
+from .plugin import Plugin, PluginError, PluginLoader, flatten as _flatten, normalize_result
 from .transaction import Transaction
-
-if TYPE_CHECKING:
-    from .cdb import CdbReader
 
 HookEntry = tuple[Plugin, Callable[..., Any]]
 _UNSAFE_LOG_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -316,40 +312,6 @@ class Qpsmtpd:
 
 def _responder_name(hook: str) -> str:
     return hook.replace("-", "_") + "_respond"
-
-
-def _flatten(values: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    for value in values:
-        if isinstance(value, (list, tuple)):
-            flat.extend(value)
-        elif value is not None:
-            flat.append(value)
-    return flat
-
-
-def normalize_result(result: Any, hook: str, split_lines: bool = True) -> tuple[int, list[Any]]:
-    """A plugin's return value as (code, messages): None means DECLINED; lists are flattened
-    and, for replies, multi-line strings become several lines."""
-    if result is None:
-        return DECLINED, []
-    if isinstance(result, int):
-        return result, []
-    if not isinstance(result, (tuple, list)) or not result:
-        return DECLINED, []
-    code, *rest = result
-    if rest and callable(rest[0]):  # a *_parse hook hands back a parser
-        return code, rest
-    values = _flatten(rest)
-    if split_lines:
-        lines: list[Any] = []
-        for value in values:
-            if isinstance(value, str):
-                lines.extend(value.split("\n"))
-            else:
-                lines.append(value)
-        values = lines
-    return code, values
 
 
 def describe_exception(error: BaseException) -> str:

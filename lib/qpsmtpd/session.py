@@ -15,7 +15,6 @@ import stat
 import sys
 
 from .constants import LOGNOTICE
-from .plugin import PluginError
 from .reader import ConnectionLost, SmtpIO, Transport
 from .smtp import SMTP
 
@@ -121,10 +120,7 @@ def run_session(install_dir: str) -> int:
         smtp.disable_stderr_log()
     info = connection_info(os.environ)
     smtp.connection.start(**info)
-    try:
-        smtp.load_plugins()
-    except PluginError:
-        smtp.respond(421, f"{smtp.config_value('me')} Service temporarily unavailable; try again later")
+    if not smtp.start():
         return 1
     smtp.log(LOGNOTICE, f"Connection from {info['remote_info']} [{info['remote_ip']}]")
     try:

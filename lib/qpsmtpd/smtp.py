@@ -17,6 +17,7 @@ from .command import params_to_dict, parse
 from .constants import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE,
                         LOGALERT, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, OK)
 from .header import Header, decode, is_field_start
+from .plugin import PluginError
 from .qp import PluginFault, Qpsmtpd, describe_exception
 from .reader import ConnectionLost, LineTooLong, SmtpIO, Timeout
 
@@ -66,10 +67,19 @@ class SMTP(Qpsmtpd):
         return self.respond(451, "Internal error - try again later - " + message)
 
     # -- session ------------------------------------------------------------
+    def start(self) -> bool:
+        """Load the plugins; a plugin that cannot load refuses the session with a 421."""
+        try:
+            self.load_plugins()
+        except PluginError:
+            self.respond(421, f"{self.config_value('me')} Service temporarily unavailable; try again later")
+            return False
+        return True
+
     def run(self) -> None:
         """Greet, then read and dispatch commands until the session ends."""
         try:
-            self.run_hooks("connect")
+            self._run_command_hooks("connect")
             if not self._disconnected:
                 self._read_commands()
         except Disconnect:
@@ -575,9 +585,10 @@ class SMTP(Qpsmtpd):
         else:
             verdict = "pass" if self.auth_result == OK else "fail"
             auth_list.append(f"auth={verdict} ({self.auth_mechanism}) smtp.auth={self.auth_user}")
-        extra = self.connection.notes.get("authentication_results")
-        if extra:
-            auth_list.append(extra)
+        for notes in (self.connection.notes, self.transaction.notes):
+            extra = notes.get("authentication_results")
+            if extra:
+                auth_list.append(extra)
         self.transaction.header.add("Authentication-Results", "; ".join(auth_list), 0)
 
     def data_post_respond(self, rc: int, msg: list[str], args: tuple) -> None:
@@ -619,6 +630,22 @@ class SMTP(Qpsmtpd):
     def queue_post_respond(self, rc: int, msg: list[str], args: tuple) -> None:
         if rc not in (OK, DECLINED) and msg:
             self.log(LOGERROR, " ".join(str(part) for part in msg))
+
+
+_STUFFED_DOT = re.compile(rb"\n\.(?!\n)")
+
+
+def unstuff(text: bytes, at_line_start: bool) -> bytes:
+    """Remove the leading dot of every line that has more after it (RFC 5321 4.5.2).
+
+    A line that is only "." here is content (it followed a bare LF, so it did
+    not end the message) and is kept as it is.
+    """
+    if at_line_start and text.startswith(b".") and not text.startswith(b".\n"):
+        text = text[1:]
+    if b"\n.\n" in text:
+        return _STUFFED_DOT.sub(b"\n", text)
+    return text.replace(b"\n.", b"\n")
 
 
 class DataReceiver:
@@ -683,10 +710,7 @@ class DataReceiver:
             return False
         next_line_start = data.endswith(b"\n")
         next_prev_crlf = data.endswith(b"\r\n") if next_line_start else self.prev_crlf
-        text = data.replace(b"\r\n", b"\n")
-        if self.at_line_start and text.startswith(b"."):
-            text = text[1:]
-        text = text.replace(b"\n.", b"\n")
+        text = unstuff(data.replace(b"\r\n", b"\n"), self.at_line_start)
         if self.in_header:
             text = self._consume_header(text)
         if text:

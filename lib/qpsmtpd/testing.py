@@ -154,13 +154,13 @@ def run_session(lines: Iterable[str] | bytes | str, config: dict[str, str | list
                              "local_ip": "192.0.2.25", "local_port": "25", **(connection or {})})
     CaptureQueue.store = []
     try:
-        smtp.load_plugins()
-        if capture_queue:
-            capture = CaptureQueue()
-            capture._name = "queue::capture"
-            capture._register(smtp, [])
-            smtp.plugins.append(capture)
-        smtp.run()
+        if smtp.start():
+            if capture_queue:
+                capture = CaptureQueue()
+                capture._name = "queue::capture"
+                capture._register(smtp, [])
+                smtp.plugins.append(capture)
+            smtp.run()
     finally:
         os.environ.clear()
         os.environ.update(saved_env)

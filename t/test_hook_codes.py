@@ -1,0 +1,167 @@
+"""Every hook's return codes and the reply each one gives (qpsmtpd's codes and texts)."""
+
+import os
+
+import pytest
+
+from qpsmtpd.testing import REPO_DIR, run_session
+
+TEST_PLUGINS = os.path.join(os.path.dirname(__file__), "plugins_for_tests")
+PLUGIN_DIRS = [TEST_PLUGINS, os.path.join(REPO_DIR, "plugins")]
+BASE = {"me": "mx.example.test", "rcpthosts": ["example.test"]}
+
+HELO = ["HELO client.test"]
+MAIL = HELO + ["MAIL FROM:<a@b.test>"]
+RCPT = MAIL + ["RCPT TO:<x@example.test>"]
+DATA = RCPT + ["DATA", "Subject: hi", "", "body", "."]
+
+
+def session(plugins, lines, capture=True):
+    config = dict(BASE, plugins=plugins + ["rcpt_ok"])
+    return run_session(lines + ["QUIT"], config=config, plugin_dirs=PLUGIN_DIRS, capture_queue=capture)
+
+
+def last_reply_after(result, index):
+    return result.replies()[index]
+
+
+# (hook, code, lines, index of the reply to check, expected code, expected text or None, session goes on)
+CASES = [
+    ("connect", "DENY", [], 0, 550, "Connection from you denied, bye bye.", False),
+    ("connect", "DENYSOFT", [], 0, 450, "Connection from you temporarily denied, bye bye.", False),
+    ("connect", "DENY_DISCONNECT", [], 0, 550, "Connection from you denied, bye bye.", False),
+    ("connect", "OK", [], 0, 220, None, True),
+    ("helo", "DENY", HELO, 1, 550, "", True),
+    ("helo", "DENYSOFT", HELO, 1, 450, "", True),
+    ("helo", "DENY_DISCONNECT", HELO, 1, 550, "", False),
+    ("helo", "DENYSOFT_DISCONNECT", HELO, 1, 450, "", False),
+    ("mail", "DENY", MAIL, 2, 550, "<a@b.test>, denied", True),
+    ("mail", "DENYSOFT", MAIL, 2, 450, "<a@b.test>, temporarily denied", True),
+    ("mail", "DENY_DISCONNECT", MAIL, 2, 550, "<a@b.test>, denied", False),
+    ("mail", "DENYSOFT_DISCONNECT", MAIL, 2, 421, "<a@b.test>, temporarily denied", False),
+    ("mail", "OK", MAIL, 2, 250, "<a@b.test>, sender OK - how exciting to get mail from you!", True),
+    ("rcpt", "DENY", RCPT, 3, 550, "relaying denied", True),
+    ("rcpt", "DENYSOFT", RCPT, 3, 450, "relaying denied", True),
+    ("rcpt", "DENY_DISCONNECT", RCPT, 3, 550, "delivery denied", False),
+    ("rcpt", "DENYSOFT_DISCONNECT", RCPT, 3, 421, "relaying denied", False),
+    ("rcpt", "OK", RCPT, 3, 250, "<x@example.test>, recipient ok", True),
+    ("data", "DENY", RCPT + ["DATA"], 4, 554, "Message denied", True),
+    ("data", "DENYSOFT", RCPT + ["DATA"], 4, 451, "Message denied temporarily", True),
+    ("data", "DENY_DISCONNECT", RCPT + ["DATA"], 4, 554, "Message denied", False),
+    ("data", "DENYSOFT_DISCONNECT", RCPT + ["DATA"], 4, 451, "Message denied temporarily", False),
+    ("data_post", "DENY", DATA, 5, 552, "Message denied", True),
+    ("data_post", "DENYSOFT", DATA, 5, 452, "Message denied temporarily", True),
+    ("data_post", "DENY_DISCONNECT", DATA, 5, 552, "Message denied", False),
+    ("data_post", "DENYSOFT_DISCONNECT", DATA, 5, 452, "Message denied temporarily", False),
+    ("data_headers_end", "DENY_DISCONNECT", DATA, 5, 554, "Message denied", False),
+    ("data_headers_end", "DENYSOFT_DISCONNECT", DATA, 5, 421, "Message denied temporarily", False),
+    ("queue_pre", "DONE", DATA + ["NOOP"], 5, 250, "OK", True),
+    ("queue", "OK", DATA, 5, 250, "Queued", True),
+    ("queue", "DENY", DATA, 5, 552, "Message denied", True),
+    ("queue", "DENYSOFT", DATA, 5, 452, "Message denied temporarily", True),
+    ("vrfy", "OK", ["VRFY x"], 1, 250, "User OK", True),
+    ("vrfy", "DENY", ["VRFY x"], 1, 554, "Access Denied", True),
+    ("vrfy", "DECLINED", ["VRFY x"], 1, 252, "Just try sending a mail and we'll see how it turns out ...", True),
+    ("noop", "DENY", ["NOOP"], 1, 500, "Stop wasting my time.", True),
+    ("noop", "DENY_DISCONNECT", ["NOOP"], 1, 500, "Stop wasting my time.", False),
+    ("help", "DENY", ["HELP"], 1, 500, "Syntax error, command not recognized", True),
+    ("unrecognized_command", "DENY", ["FOO"], 1, 500, "Unrecognized command", True),
+    ("unrecognized_command", "DENY_DISCONNECT", ["FOO"], 1, 521, "Unrecognized command", False),
+    ("unrecognized_command", "DECLINED", ["FOO"], 1, 500, "Unrecognized command", True),
+]
+
+
+@pytest.mark.parametrize("hook,code,lines,index,expected,text,goes_on", CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_hook_return_code(hook, code, lines, index, expected, text, goes_on):
+    result = session([f"ret {hook} {code}"], lines)
+    replies = result.replies()
+    got_code, got_lines = replies[index]
+    assert got_code == expected, replies
+    if text is not None:
+        assert got_lines[-1] == text, replies
+    quit_answered = replies[-1][0] == 221
+    assert quit_answered == goes_on, replies
+
+
+def test_custom_message_replaces_default_and_multiline():
+    result = session(["ret rcpt DENY No\\nsuch\\nuser"], RCPT)
+    assert result.replies()[3] == (550, ["No\\nsuch\\nuser"])
+    plugin_dir = TEST_PLUGINS
+    assert os.path.isdir(plugin_dir)
+
+
+def test_multiline_reply_from_a_plugin(tmp_path):
+    (tmp_path / "multi.py").write_text(
+        "def hook_rcpt(self, transaction, rcpt, params):\n"
+        "    return DENY, 'first line\\nsecond line'\n")
+    result = run_session(RCPT + ["QUIT"], config=dict(BASE, plugins=["multi"]),
+                         plugin_dirs=[str(tmp_path)])
+    assert "550-first line" in result.lines()
+    assert "550 second line" in result.lines()
+
+
+def test_no_rcpt_plugin_decides():
+    result = run_session(RCPT + ["QUIT"], config=dict(BASE, plugins=[]))
+    assert result.replies()[3] == (450, ["No plugin decided if relaying is allowed"])
+
+
+def test_queue_declined_without_queue_plugin():
+    result = run_session(DATA + ["QUIT"], config=dict(BASE, plugins=["rcpt_ok"]))
+    assert result.replies()[5] == (451, ["Queuing declined or disabled; try again later"])
+
+
+def test_queue_done_sends_nothing_and_quit_follows():
+    result = session(["ret queue DONE"], DATA)
+    assert result.codes() == [220, 250, 250, 250, 354, 221]
+    assert result.queued == []
+
+
+def test_first_non_declined_wins_in_config_order():
+    result = session(["ret rcpt DECLINED", "ret:1 rcpt DENY first", "ret:2 rcpt OK"], RCPT)
+    assert result.replies()[3] == (550, ["first"])
+
+
+def test_results_are_recorded_in_transaction_notes():
+    result = session(["ret rcpt OK"], RCPT, capture=False)
+    # the transaction is reset at QUIT; the note was visible during the session via the ok hook
+    assert result.replies()[3][0] == 250
+
+
+def test_deny_and_ok_hooks_see_each_result(tmp_path):
+    (tmp_path / "watch.py").write_text(
+        "seen = []\n"
+        "def hook_deny(self, transaction, plugin, code, text):\n"
+        "    self.log(LOGWARN, f'deny-hook {plugin} {return_code(code)} {text}')\n"
+        "def hook_ok(self, transaction, plugin, code, text):\n"
+        "    self.log(LOGWARN, f'ok-hook {plugin} {return_code(code)}')\n")
+    result = run_session(RCPT + ["QUIT"], config=dict(BASE, plugins=["watch", "ret mail OK", "ret:1 rcpt DENY nope"]),
+                         plugin_dirs=[str(tmp_path)] + PLUGIN_DIRS)
+    assert any("deny-hook ret_3a1 DENY nope" in line for line in result.log), result.log
+    assert any("ok-hook ret OK" in line for line in result.log)
+
+
+@pytest.mark.parametrize("hook,lines,index", [
+    ("connect", [], 0), ("helo", HELO, 1), ("mail", MAIL, 2), ("rcpt", RCPT, 3),
+    ("data", RCPT + ["DATA"], 4), ("data_post", DATA, 5), ("queue", DATA, 5),
+    ("data_headers_end", DATA, 5), ("vrfy", ["VRFY x"], 1), ("unrecognized_command", ["FOO"], 1),
+])
+def test_a_raising_plugin_gets_the_client_a_451(hook, lines, index):
+    result = session([f"boom {hook}"], lines)
+    replies = result.replies()
+    assert replies[index] == (451, ["Internal error - try again later"]), replies
+    assert any("FATAL PLUGIN ERROR [boom]" in line and "boom from a test plugin" in line for line in result.log)
+    assert result.queued == []
+    if hook != "connect":
+        assert replies[-1][0] == 221  # the session went on
+
+
+def test_raising_plugin_in_a_rcpt_hook_adds_no_recipient():
+    result = session(["boom rcpt"], RCPT + ["DATA"])
+    assert result.replies()[4] == (503, ["RCPT first"])
+
+
+def test_raising_plugin_in_non_deciding_hook_is_skipped():
+    result = session(["boom reset_transaction", "boom quit"], DATA)
+    assert result.codes() == [220, 250, 250, 250, 354, 250, 221]
+    assert len(result.queued) == 1
