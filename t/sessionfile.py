@@ -15,17 +15,20 @@
     "plugins/boom" = "def hook_rcpt(self, t, r, p): raise RuntimeError('x')"
     [queued]                       # what the qmail-queue double must hold
     count = 1
-    sender = "a@b.test"
+    sender = "a@b.test"            # checks of the last message, or per message:
     recipients = ["x@example.test"]
-    contains = ["Subject: hi"]
+    contains = ["Subject: hi"]     # also: lacks = [...], equals = "whole message"
+    [[queued.messages]]            # optional: index = 0, sender, recipients, contains, lacks, equals
 
 (TOML: top-level keys such as `dialogue` must come before the first [table].)
 The dialogue runs in order: a `C:` line is written (CRLF added; `C:` with
-nothing after it sends an empty line), an `S:` line must be the next reply
-line exactly (`{version}`, `{dir}` substituted), an `S~` line must match as
+nothing after it sends an empty line), an `R:` line is sent raw with
+Python escapes and no CRLF added (`R: foo\\n.\\r\\n`), an `S:` line must be the next reply
+line exactly (`{version}`, `{dir}`, `{repo}` substituted), an `S~` line must match as
 a regular expression.  Several `C:` lines before the next `S:` are sent in
 one write (pipelining).  After the dialogue the server must close the
-connection.  `{dir}` in config values and env is the private directory.
+connection.  `{dir}` in config values, files and env is the private directory, `{repo}`
+the repository (for `plugin_dirs` that include t/plugins_for_tests).
 When [queued] is given, QMAILQUEUE points at t/bin/qmail-queue-double.
 """
 
@@ -67,7 +70,7 @@ def write_config(directory: str, config: dict, private: str) -> None:
         path = os.path.join(directory, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as handle:
-            handle.write(text.replace("{dir}", private))
+            handle.write(text.replace("{dir}", private).replace("{repo}", REPO_DIR))
 
 
 def _read_line(proc: subprocess.Popen, buffer: bytearray, deadline: float) -> str | None:
@@ -102,10 +105,11 @@ def run_session_file(path: str, timeout: float = 20.0) -> Outcome:
         file_path = os.path.join(private, name)
         os.makedirs(os.path.dirname(file_path), exist_ok=True)
         with open(file_path, "w") as handle:
-            handle.write(text.replace("{dir}", private))
+            handle.write(text.replace("{dir}", private).replace("{repo}", REPO_DIR))
     env = {key: value for key, value in os.environ.items() if not key.startswith(("TCP", "QPSMTPD", "RELAYCLIENT"))}
     env.update({"QPSMTPD_CONFIG": config_dir, "QMAILQUEUE": QQ_DOUBLE, "QQ_DOUBLE_DIR": queue_dir})
-    env.update({key: str(value).replace("{dir}", private) for key, value in spec.get("env", {}).items()})
+    env.update({key: str(value).replace("{dir}", private).replace("{repo}", REPO_DIR)
+                for key, value in spec.get("env", {}).items()})
     proc = subprocess.Popen([sys.executable, QPSMTPD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=private)
     transcript: list[str] = []
@@ -118,6 +122,10 @@ def run_session_file(path: str, timeout: float = 20.0) -> Outcome:
             text = text.replace("{version}", __version__).replace("{dir}", private)
             if kind == "C:":
                 pending.append(text.encode("utf-8", "surrogateescape") + b"\r\n")
+                transcript.append(raw)
+                continue
+            if kind == "R:":
+                pending.append(text.encode("latin-1").decode("unicode_escape").encode("latin-1"))
                 transcript.append(raw)
                 continue
             if pending:
@@ -166,14 +174,17 @@ def check_queued(expected: dict | None, queue_dir: str, path: str) -> None:
         return
     messages = queued_messages(queue_dir)
     assert len(messages) == expected.get("count", 1), f"{path}: {len(messages)} messages queued"
-    if not messages:
-        return
-    envelope, message = messages[-1]
-    if "sender" in expected:
-        assert envelope["sender"] == expected["sender"]
-    if "recipients" in expected:
-        assert envelope["recipients"] == expected["recipients"]
-    for needle in expected.get("contains", []):
-        assert needle.encode() in message, f"{path}: {needle!r} not in queued message:\n{message[:2000]!r}"
-    for needle in expected.get("lacks", []):
-        assert needle.encode() not in message, f"{path}: {needle!r} unexpectedly in queued message"
+    checks = expected.get("messages") or ([dict(expected, index=-1)] if messages else [])
+    for check in checks:
+        envelope, message = messages[check.get("index", -1)]
+        if "sender" in check:
+            assert envelope["sender"] == check["sender"]
+        if "recipients" in check:
+            assert envelope["recipients"] == check["recipients"]
+        if "equals" in check:
+            assert message == check["equals"].encode(), f"{path}: queued message differs:\n{message!r}"
+        for needle in check.get("contains", []):
+            needle = needle.replace("{version}", __version__)
+            assert needle.encode() in message, f"{path}: {needle!r} not in queued message:\n{message[:2000]!r}"
+        for needle in check.get("lacks", []):
+            assert needle.encode() not in message, f"{path}: {needle!r} unexpectedly in queued message"
