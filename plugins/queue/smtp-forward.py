@@ -1,0 +1,276 @@
+"""# queue/smtp-forward
+
+Relays each accepted message over SMTP to another server (a smarthost, a
+content filter, the real mail store) instead of queueing it locally.
+
+## Arguments
+
+    queue/smtp-forward host [port] [xclient]
+
+`host` is a host name or IP address, `port` defaults to 25.  The flag
+`xclient` passes the client's details (`NAME`, `ADDR`, `PORT`, `HELO`,
+`PROTO`, as far as the server offers them) with Postfix's XCLIENT extension
+before the mail transaction, so the next hop sees the original client; the
+server must allow it (`smtpd_authorized_xclient_hosts` in Postfix).  A
+server that does not advertise XCLIENT makes every message fail with 451.
+
+## Config files
+
+* `smtp_forward_timeout` — seconds to wait for the connection and for each
+  reply (default 60, qpsmtpd's value); the reply to the final `.` may take
+  five times as long.
+
+## What it sends
+
+`EHLO <me>` (`HELO` if EHLO is refused), `MAIL FROM:<sender>`, one `RCPT TO`
+per recipient, `DATA`, the message, `.`, `QUIT`.  The message goes out with
+CRLF line ends and dot-stuffing, streamed from the spool in blocks.  Every
+CR, LF or CR LF in the stored message becomes one CRLF, so a bare CR or LF
+can never end a line (or the DATA) differently on the next hop than here:
+no SMTP smuggling onwards.
+
+## Replies
+
+Every recipient must be accepted, or the whole message is refused (as
+qpsmtpd does); nothing is sent after a refused step.
+
+| next hop | reply |
+| --- | --- |
+| 2xx to the final `.` | `250 queued as <last word of the server's reply>` |
+| 4xx at any step (EHLO/HELO, XCLIENT, MAIL, any RCPT, DATA, `.`) | `451 Unable to queue message (<step>: <server reply>)` |
+| 5xx at any step (and no 4xx from another recipient) | `554 Unable to queue message (<step>: <server reply>)` |
+| connection refused, timeout, lost connection | `451 Unable to queue message (...)` |
+
+When some recipients get 4xx and others 5xx the answer is 451: the client
+retries, and nothing is bounced that might still be deliverable.  Failures
+are answered by the plugin itself (it returns `DONE`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+DEFAULT_TIMEOUT = 60
+BLOCK_SIZE = 65536
+_HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
+XCLIENT_SAFE = re.compile(rb"[^\x21-\x7e]|[+=]")
+
+
+class SmtpFailure(Exception):
+    """A step failed: `code` is the reply class we answer with (451 or 554)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class DotStuffer:
+    """Turns stored message blocks into SMTP DATA: CRLF line ends, leading dots doubled.
+
+    Each CR LF, lone CR or lone LF is one line end; the state carried between
+    blocks is whether the last block ended a line and whether it ended in CR.
+    """
+
+    def __init__(self) -> None:
+        self.at_line_start = True
+        self.pending_cr = False
+
+    def feed(self, block: bytes) -> bytes:
+        if not block:
+            return b""
+        if self.pending_cr and block.startswith(b"\n"):
+            block = block[1:]  # the LF of a CR LF split across blocks
+        self.pending_cr = block.endswith(b"\r")
+        text = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not text:
+            return b""
+        if self.at_line_start and text.startswith(b"."):
+            text = b"." + text
+        text = text.replace(b"\n.", b"\n..")
+        self.at_line_start = text.endswith(b"\n")
+        return text.replace(b"\n", b"\r\n")
+
+    def finish(self) -> bytes:
+        """What ends the DATA: a line end if the message lacked one, then `.`."""
+        return b".\r\n" if self.at_line_start else b"\r\n.\r\n"
+
+
+def xtext(value: str) -> str:
+    """RFC 3461 xtext, as XCLIENT attribute values are encoded."""
+    raw = value.encode("utf-8", "surrogateescape")
+    return XCLIENT_SAFE.sub(lambda m: b"+%02X" % m.group(0)[0], raw).decode("ascii")
+
+
+def clean_text(text: str) -> str:
+    return _UNPRINTABLE.sub(" ", text).strip()[:300]
+
+
+class SmtpClient:
+    """A minimal SMTP client reading whole (multi-line) replies."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        import socket
+
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def reply(self, timeout: float | None = None) -> tuple[int, list[str]]:
+        self.sock.settimeout(timeout or self.timeout)
+        lines: list[str] = []
+        while True:
+            raw = self.file.readline(4096)
+            if not raw.endswith(b"\n"):
+                raise OSError("connection closed in the middle of a reply")
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
+                raise OSError(f"malformed reply {clean_text(line)!r}")
+            lines.append(line[4:])
+            if line[3:4] != "-" or len(lines) > 100:
+                return int(line[:3]), lines
+
+    def command(self, text: str, timeout: float | None = None) -> tuple[int, list[str]]:
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(text.encode("utf-8", "surrogateescape") + b"\r\n")
+        return self.reply(timeout)
+
+    def send(self, data: bytes) -> None:
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class SmtpForward(Plugin):
+    """Relays the message over SMTP."""
+
+    def init(self, qp: Any, *args: str) -> None:
+        if not args:
+            raise ValueError("No SMTP server specified in smtp-forward config")
+        if not _HOST.match(args[0]):
+            raise ValueError(f"Bad data in smtp server: {args[0]}")
+        self.server = args[0].strip("[]")
+        self.port = int(args[1]) if len(args) > 1 and args[1].isdigit() else 25
+        self.flags: set[str] = set()
+        for flag in args[2:]:
+            if not re.fullmatch(r"\w+", flag):
+                self.log(LOGWARN, "WARNING: Rejecting invalid flag")
+                continue
+            if flag.lower() != "xclient":
+                self.log(LOGWARN, f"WARNING: Unknown flag {flag.lower()}")
+            self.flags.add(flag.lower())
+
+    def fail(self, code: int, text: str) -> int:
+        self.log(LOGERROR, f"{code} {text}")
+        self.qp.respond(code, text)
+        return DONE
+
+    def hook_queue(self, transaction: Any) -> Any:
+        timeout = float(self.qp.config_int("smtp_forward_timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT)
+        self.log(LOGINFO, f"forwarding to {self.server}:{self.port}")
+        try:
+            client = SmtpClient(self.server, self.port, timeout)
+        except OSError as error:
+            return self.fail(451, f"Unable to queue message (cannot connect: {clean_text(str(error))})")
+        try:
+            queue_id = self.relay(client, transaction, timeout)
+        except SmtpFailure as failure:
+            self.quit(client)
+            return self.fail(failure.code, f"Unable to queue message ({failure.text})")
+        except OSError as error:
+            return self.fail(451, f"Unable to queue message (connection failed: {clean_text(str(error))})")
+        finally:
+            client.close()
+        self.log(LOGINFO, "finished queueing")
+        return OK, f"queued as {queue_id}"
+
+    @staticmethod
+    def quit(client: SmtpClient) -> None:
+        try:
+            client.command("QUIT", 5)
+        except OSError:
+            pass
+
+    @staticmethod
+    def check(step: str, reply: tuple[int, list[str]], wanted: int = 2) -> None:
+        code, lines = reply
+        if code // 100 != wanted:
+            permanent = code // 100 == 5
+            raise SmtpFailure(554 if permanent else 451, f"{step}: {code} {clean_text(' '.join(lines))}")
+
+    def relay(self, client: SmtpClient, transaction: Any, timeout: float) -> str:
+        self.check("greeting", client.reply())
+        me = self.qp.config_value("me") or "localhost"
+        ehlo = self.hello(client, me)
+        if "xclient" in self.flags:
+            self.xclient(client, ehlo)
+        sender = transaction.sender.address if transaction.sender else ""
+        self.check("MAIL", client.command(f"MAIL FROM:<{sender}>"))
+        self.recipients(client, transaction)
+        self.check("DATA", client.command("DATA"), 3)
+        stuffer = DotStuffer()
+        for block in transaction.iter_message(BLOCK_SIZE):
+            data = stuffer.feed(block)
+            if data:
+                client.send(data)
+        client.send(stuffer.finish())
+        code, lines = client.reply(timeout * 5)
+        self.check("end of data", (code, lines))
+        self.quit(client)
+        words = " ".join(lines).split()
+        return clean_text(words[-1]) if words else ""
+
+    def hello(self, client: SmtpClient, me: str) -> list[str] | None:
+        """EHLO (its reply lines), or HELO when the server refuses EHLO (None)."""
+        code, lines = client.command(f"EHLO {me}")
+        if code // 100 == 2:
+            return lines
+        if code // 100 == 5:
+            self.check("HELO", client.command(f"HELO {me}"))
+            return None
+        self.check("EHLO", (code, lines))
+        return None
+
+    def recipients(self, client: SmtpClient, transaction: Any) -> None:
+        """Every recipient must be accepted; a temporary refusal outranks a permanent one."""
+        failures = []
+        for rcpt in transaction.recipients:
+            try:
+                self.check(f"RCPT {rcpt.address}", client.command(f"RCPT TO:<{rcpt.address}>"))
+            except SmtpFailure as failure:
+                failures.append(failure)
+        if failures:
+            raise min(failures, key=lambda failure: failure.code)
+
+    def xclient(self, client: SmtpClient, ehlo: list[str] | None) -> None:
+        offered = None
+        for line in ehlo or []:
+            words = line.split()
+            if words and words[0].upper() == "XCLIENT":
+                offered = {word.upper() for word in words[1:]}
+        if offered is None:
+            raise SmtpFailure(451, "Server does not advertise XCLIENT support")
+        conn = self.qp.connection
+        host = conn.remote_host or ""
+        if not host or host.startswith("[") or host == "Unknown":
+            host = "[UNAVAILABLE]"
+        hello = conn.hello_host or "[UNAVAILABLE]"
+        wanted = [("NAME", host), ("ADDR", conn.remote_ip), ("PORT", conn.remote_port), ("HELO", hello),
+                  ("PROTO", "ESMTP" if conn.hello == "ehlo" else "SMTP")]
+        parts = [f"{name}={xtext(value)}" for name, value in wanted if name in offered and value]
+        while parts:
+            batch: list[str] = []
+            while parts and sum(len(p) + 1 for p in batch) + len(parts[0]) <= 500:
+                batch.append(parts.pop(0))
+            if not batch:
+                batch.append(parts.pop(0))
+            self.check("XCLIENT", client.command("XCLIENT " + " ".join(batch)))
+        self.check("EHLO after XCLIENT", client.command(f"EHLO {hello}"))
