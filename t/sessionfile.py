@@ -30,6 +30,8 @@ one write (pipelining).  After the dialogue the server must close the
 connection.  `{dir}` in config values, files and env is the private directory, `{repo}`
 the repository (for `plugin_dirs` that include t/plugins_for_tests).
 When [queued] is given, QMAILQUEUE points at t/bin/qmail-queue-double.
+A top-level `dnsmasq = ["host-record=...", ...]` runs a private dnsmasq
+with those lines for the session; `{dns}` is its `127.0.0.1:port`.
 """
 
 from __future__ import annotations
@@ -60,7 +62,20 @@ class Outcome:
     queue_dir: str
 
 
+SHIPPED_CONFIG = os.path.join(REPO_DIR, "config")
+
+
+def shield_shipped_config(directory: str) -> None:
+    """Make every file of the shipped config/ exist (empty) in `directory`, so only
+    what a test writes takes effect: a file found in $QPSMTPD_CONFIG wins over <install>/config."""
+    for name in os.listdir(SHIPPED_CONFIG):
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            open(path, "w").close()
+
+
 def write_config(directory: str, config: dict, private: str) -> None:
+    """Write `config` (name -> text or list of lines) into `directory`, shielding the shipped config."""
     os.makedirs(directory, exist_ok=True)
     for name, value in config.items():
         if isinstance(value, list):
@@ -71,6 +86,7 @@ def write_config(directory: str, config: dict, private: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as handle:
             handle.write(text.replace("{dir}", private).replace("{repo}", REPO_DIR))
+    shield_shipped_config(directory)
 
 
 def _read_line(proc: subprocess.Popen, buffer: bytearray, deadline: float) -> str | None:
@@ -91,9 +107,13 @@ def _read_line(proc: subprocess.Popen, buffer: bytearray, deadline: float) -> st
     return line
 
 
-def run_session_file(path: str, timeout: float = 20.0) -> Outcome:
+def run_session_file(path: str, timeout: float = 20.0, dns: str | None = None) -> Outcome:
     with open(path, "rb") as handle:
-        spec = tomllib.load(handle)
+        spec = tomllib.loads(handle.read().decode().replace("{dns}", dns or "{dns}"))
+    if "dnsmasq" in spec and dns is None:
+        from components import dnsmasq  # `dnsmasq = [lines]`: a private DNS server, `{dns}` its address
+        with dnsmasq(spec["dnsmasq"]) as server:
+            return run_session_file(path, timeout, f"127.0.0.1:{server.port}")
     private = tempfile.mkdtemp(prefix="qpsmtpd-session-")
     os.chmod(private, 0o755)
     config_dir = os.path.join(private, "config")
