@@ -12,11 +12,13 @@ and by text otherwise, like qpsmtpd's overloaded `cmp`.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
 
 from .notes import Notes
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
 if TYPE_CHECKING:
+    from typing import Any
     from .qp import Qpsmtpd
 
 _ATOM = r"[a-zA-Z0-9!#%&*+=?^_`{|}~$'\-/]+"

@@ -7,7 +7,10 @@ are read with `CdbReader(path).get(key)`; `keys()` walks every record.
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Iterator
 
 _PAIR = struct.Struct("<II")
 

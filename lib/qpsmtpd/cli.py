@@ -8,13 +8,22 @@ from . import __version__
 
 USAGE = """usage: qpsmtpd.py [--help] [--version] [--check-config [DIR]]
 
-Without options, runs one SMTP session on stdin/stdout (start it from
-tcpserver, xinetd or a systemd socket with Accept=yes).
+Without options, runs one SMTP session on stdin/stdout.  Start it from
+tcpserver, xinetd or a systemd socket with Accept=yes, naming the
+interpreter by its absolute path:
+
+  tcpserver -R -H -l0 0 25 /usr/bin/python3 /opt/qpsmtpd/qpsmtpd.py
 
   --help                 show this help
   --version              print the version
-  --check-config [DIR]   load every configured plugin (config DIR, default
-                         the install's config/) and report problems
+  --check-config [DIR]   load every configured plugin with its arguments
+                         and read every config file (DIR overrides the
+                         install's config/, like QPSMTPD_CONFIG=DIR);
+                         exit status 1 when something is wrong
+
+Environment: QPSMTPD_CONFIG (a config dir searched first), QMAIL (qmail
+home, default /var/qmail), and tcpserver's TCP* and RELAYCLIENT.
+See docs/deploy.md and docs/logging.md.
 """
 
 
@@ -29,5 +38,5 @@ def run_cli(install_dir: str, argv: list[str]) -> int:
     if option == "--check-config":
         from .checkconfig import check_config
         return check_config(install_dir, argv[1] if len(argv) > 1 else None)
-    sys.stderr.write(USAGE)
+    sys.stderr.write(f"qpsmtpd.py: unknown option {option}\n{USAGE}")
     return 2

@@ -10,11 +10,14 @@ callable `(cmd, line) -> (code, values...)` used instead.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
 
 from .constants import DENY, OK
 
-ParseResult = tuple[Any, ...]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
+if TYPE_CHECKING:
+    from typing import Any, Callable
+    ParseResult = tuple[Any, ...]
 _PARAM_AT_END = re.compile(r"\s+([A-Za-z0-9][A-Za-z0-9\-]*(?:=[^= \x00-\x1f]+)?)$")
 _AT_THEN_SPACE = re.compile(r"@.*\s")
 _BARE_SPECIAL = re.compile(r"^(postmaster|abuse)$", re.I)

@@ -15,11 +15,14 @@ this module is asked; this module only knows files.
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 from .cdb import CdbReader
 
-ErrorLog = Callable[[str], None]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
+if TYPE_CHECKING:
+    from typing import Callable
+    ErrorLog = Callable[[str], None]
 
 
 def _hostname() -> str:

@@ -10,9 +10,12 @@ Each helper takes an optional return code and an optional text and gives
 
 from __future__ import annotations
 
-from typing import Any, Callable
 
 from .constants import DENY, DENYSOFT, DONE, OK, return_code
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 RFC3463: list[list[str]] = [
     ["Other or Undefined Status"],

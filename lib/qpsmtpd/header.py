@@ -99,9 +99,14 @@ class Header:
             seen.setdefault(field.name.lower(), field.name)
         return list(seen.values())
 
+    @staticmethod
+    def fold_value(value: str) -> str:
+        """The raw text stored after "Name:" for `value` (a fold for every line break)."""
+        return " " + _fold(value) + "\n"
+
     def add(self, name: str, value: str, index: int | None = None) -> None:
         """Add a field; `index=0` puts it on top. CR/LF in `value` only survive as folds."""
-        field = HeaderField(name, " " + _fold(value) + "\n")
+        field = HeaderField(name, self.fold_value(value))
         if index is None:
             self.fields.append(field)
         else:
@@ -110,7 +115,7 @@ class Header:
     def replace(self, name: str, value: str, index: int = 0) -> None:
         matches = self._matching(name)
         if index < len(matches):
-            matches[index].raw = " " + _fold(value) + "\n"
+            matches[index].raw = self.fold_value(value)
         else:
             self.add(name, value)
 

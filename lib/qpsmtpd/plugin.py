@@ -23,13 +23,15 @@ import importlib.machinery
 import os
 import re
 import types
-from typing import TYPE_CHECKING, Any, Callable
 
 from . import constants
 from .constants import DECLINED, LOGDEBUG, LOGERROR
 from .policy import PolicyMixin
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
 if TYPE_CHECKING:
+    from typing import Any, Callable
     from .connection import Connection
     from .qp import Qpsmtpd
     from .transaction import Transaction

@@ -35,10 +35,13 @@ running hook and accept `scope="connection"|"transaction"` to override it.
 
 from __future__ import annotations
 
-from typing import Any
 
 from .constants import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG,
                         LOGINFO)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 REJECT_TYPES = {
     "temp": DENYSOFT, "soft": DENYSOFT,
@@ -120,6 +123,9 @@ class PolicyMixin:
         combined = f"{previous}; {result}" if previous else result
         self.log(LOGDEBUG, f"auth-results: {combined}")
         notes["authentication_results"] = combined
+        refresh = getattr(self.qp, "refresh_authentication_results", None)
+        if refresh is not None:
+            refresh()  # a data_post result (DKIM, DMARC) still reaches this message's header
 
     # -- immunity and naughtiness ---------------------------------------------
     def is_immune(self: Any) -> bool:
@@ -145,9 +151,7 @@ class PolicyMixin:
         notes = self.connection.notes
         if setit is None:
             return notes.get("naughty") or self.transaction.notes.get("naughty")
-        if setit and not notes.get("naughty"):
-            notes["naughty"] = setit
-        elif not setit:
+        if not (setit and notes.get("naughty")):
             notes["naughty"] = setit
         notes["rejected"] = setit
         if notes.get("naughty"):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import traceback
-from typing import Any, Callable
 
 from . import __version__
 from .address import Address
@@ -24,7 +22,11 @@ from .constants import (DECLINED, DENY_CODES, LOGCRIT, LOGDEBUG, LOGERROR, LOGWA
 from .plugin import Plugin, PluginError, PluginLoader, flatten as _flatten, normalize_result
 from .transaction import Transaction
 
-HookEntry = tuple[Plugin, Callable[..., Any]]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
+if TYPE_CHECKING:
+    from typing import Any, Callable
+    HookEntry = tuple[Plugin, Callable[..., Any]]
 _UNSAFE_LOG_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 # Hooks whose failure must not silently let the command through: the client
@@ -251,9 +253,10 @@ class Qpsmtpd:
 
     @staticmethod
     def _note_result(transaction: Transaction, name: str, hook: str, code: int) -> None:
+        # As qpsmtpd: recorded only in a dict note the plugin keeps under its own
+        # name, never created here (a note named like a plugin, e.g. `naughty`,
+        # belongs to whoever set it).
         notes = transaction.notes.get(name)
-        if notes is None:
-            notes = transaction.notes[name] = {}
         if isinstance(notes, dict):
             notes.setdefault("hook_" + hook, {})["return"] = code
 
@@ -316,6 +319,8 @@ def _responder_name(hook: str) -> str:
 
 def describe_exception(error: BaseException) -> str:
     """One log line: the error and where it happened."""
+    import traceback  # only when a plugin fails: keeps start-up lean
+
     frames = traceback.extract_tb(error.__traceback__)
     where = ""
     if frames:

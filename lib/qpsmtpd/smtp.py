@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 
 from .address import Address
 from .command import params_to_dict, parse
@@ -20,6 +19,10 @@ from .header import Header, decode, is_field_start
 from .plugin import PluginError
 from .qp import PluginFault, Qpsmtpd, describe_exception
 from .reader import ConnectionLost, LineTooLong, SmtpIO, Timeout
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMANDS = frozenset(("ehlo", "helo", "rset", "mail", "rcpt", "data", "help", "vrfy", "noop", "quit"))
 _COMMAND_NAME = re.compile(r"^\w{1,12}$")
@@ -244,9 +247,10 @@ class SMTP(Qpsmtpd):
         self._accept_hello("ehlo", args[0])
         capabilities = list(self.transaction.notes.get("capabilities") or [])
         mechanisms = self.auth_mechanisms()
-        if mechanisms and self.auth_offered():
-            capabilities.append("AUTH " + " ".join(mechanisms))
-            self.commands.add("auth")
+        if mechanisms:
+            self.commands.add("auth")  # also when not offered: AUTH then gets its 503, not 500
+            if self.auth_offered():
+                capabilities.append("AUTH " + " ".join(mechanisms))
         size = self.config_value("databytes")
         lines = [self._hi_message(), "PIPELINING", "8BITMIME"]
         if size and size != "0":
@@ -268,10 +272,15 @@ class SMTP(Qpsmtpd):
         return list(self._auth_mechanisms)
 
     def auth_offered(self) -> bool:
-        """AUTH is offered unless TLS is required first and not active."""
-        return True
+        """AUTH is offered unless `tls_before_auth` is set and TLS is not active."""
+        if self.connection.notes.get("tls_enabled"):
+            return True
+        value = str(self.config_value("tls_before_auth", "") or "").strip()
+        return value in ("", "0")
 
     def cmd_auth(self, line: str | None) -> None:
+        if line and " " in line.strip():  # an initial response: keep it out of the notes
+            self.connection.notes["original_string"] = "AUTH " + line.split()[0] + " <hidden credentials>"
         self.run_hooks("auth_parse", line)
 
     def auth_parse_respond(self, rc: int, msg: list[Any], args: tuple) -> None:
@@ -573,12 +582,12 @@ class SMTP(Qpsmtpd):
                     f" by {self.config_value('me')} (qpsmtpd/{self.version}) with {smtp} {ssl_header}; {date}")
         self.transaction.header.add("Received", text, 0)
 
-    def add_authentication_results(self) -> None:
+    def _authentication_results_value(self) -> str | None:
         auth_list = list(self.config("me-auth-results") or [])
         if not auth_list or not auth_list[0]:
             auth_list = [self.config_value("me")]
         elif auth_list[0] == "none":
-            return
+            return None
         auth_list = auth_list[:1]
         if self.auth_result is None:
             auth_list.append("auth=none")
@@ -589,7 +598,22 @@ class SMTP(Qpsmtpd):
             extra = notes.get("authentication_results")
             if extra:
                 auth_list.append(extra)
-        self.transaction.header.add("Authentication-Results", "; ".join(auth_list), 0)
+        return "; ".join(auth_list)
+
+    def add_authentication_results(self) -> None:
+        value = self._authentication_results_value()
+        if value is None:
+            return
+        header = self.transaction.header
+        header.add("Authentication-Results", value, 0)
+        self.transaction.authentication_results_field = header.fields[0]
+
+    def refresh_authentication_results(self) -> None:
+        """Rewrite our Authentication-Results header after a data_post plugin (DKIM, DMARC) added a result."""
+        field = getattr(self.transaction, "authentication_results_field", None)
+        value = self._authentication_results_value()
+        if field is not None and value is not None:
+            field.raw = Header.fold_value(value)
 
     def data_post_respond(self, rc: int, msg: list[str], args: tuple) -> None:
         if rc == DONE:

@@ -14,14 +14,15 @@ A queue plugin writes `header.as_bytes()` and then the body from
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from typing import IO, TYPE_CHECKING, Iterator
 
-from .header import Header
+from .header import Header, HeaderField
 from .notes import Notes
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
 if TYPE_CHECKING:
+    from typing import IO, Iterator
     from .address import Address
     from .qp import Qpsmtpd
 
@@ -47,6 +48,7 @@ class Transaction:
         self._read_pos = 0
         self._temp_files: list[str] = []
         self._temp_dirs: list[str] = []
+        self.authentication_results_field: HeaderField | None = None
 
     # -- envelope -------------------------------------------------------
     def add_recipient(self, recipient: Address) -> None:
@@ -188,8 +190,11 @@ class Transaction:
             except OSError as error:
                 if self.qp:
                     self.qp.log(3, f"Could not unlink {path}: {error}")
-        for path in self._temp_dirs:
-            shutil.rmtree(path, ignore_errors=True)
+        if self._temp_dirs:
+            import shutil  # only when a plugin made temp dirs: keeps start-up lean
+
+            for path in self._temp_dirs:
+                shutil.rmtree(path, ignore_errors=True)
         self._filename = None
         self._temp_files = []
         self._temp_dirs = []

@@ -1,0 +1,97 @@
+"""# badmailfrom — refuse envelope senders listed in `config/badmailfrom`
+
+Reads `config/badmailfrom` like qmail-smtpd does.  Each line is a pattern,
+optionally followed by whitespace and the reason to give the client:
+
+* `user@host` — that exact sender (case-insensitive);
+* `@host` — every sender at that host;
+* a regular expression (any line containing one of `/ ^ $ * + ! % ? \\`),
+  matched against the lower-cased `user@host` — anchor it yourself:
+
+      ^streamsendbouncer@.*\\.mailengine1\\.com$   Your right-hand side VERP doesn't fool me
+      spammer@bad.example
+      @spam.example.net                          No mail from that domain
+
+The check runs at MAIL.  A listed sender is refused with the line's reason,
+or `Your envelope sender is in my badmailfrom list`; the null sender `<>`,
+relay clients and whitelisted hosts are never checked.  Each match costs
+the connection 1 karma.
+
+## Arguments
+
+* `reject 1` (default) — refuse at MAIL: `550 <reason>`;
+* `reject 0` — only log;
+* `reject naughty` — remember the rejection for the `naughty` plugin, which
+  refuses later with `(badmailfrom) <reason>`; the rejection belongs to this
+  message only (a following MAIL starts clean);
+* `reject_type perm|temp|disconnect|temp_disconnect`, `loglevel N`.
+
+## Config files
+
+`badmailfrom`.
+
+## Example
+
+    badmailfrom reject naughty
+    naughty reject data
+"""
+
+import re
+
+DEFAULT_REASON = "Your envelope sender is in my badmailfrom list"
+REGEXP_CHARS = re.compile(r"[/^$*+!%?\\]")
+
+
+def register(self, qp, *args):
+    self.opts.setdefault("reject", "1")
+
+
+def hook_mail(self, transaction, sender, params=None):
+    if self.is_immune():
+        return DECLINED
+    lines = self.qp.config("badmailfrom")
+    if self.is_immune_sender(sender, lines):
+        return DECLINED
+    host = sender.host.lower()
+    sender_text = f"{sender.user.lower()}@{host}"
+    for line in lines:
+        parts = line.strip().split(None, 1)
+        if not parts or not self.is_match(sender_text, parts[0], host):
+            continue
+        reason = parts[1].strip() if len(parts) > 1 else DEFAULT_REASON
+        self.adjust_karma(-1)
+        return self.get_reject(reason, f"{sender_text} in badmailfrom")
+    self.log(LOGINFO, "pass")
+    return DECLINED
+
+
+def is_match(self, sender_text, bad, host):
+    if REGEXP_CHARS.search(bad):
+        try:
+            found = re.search(bad, sender_text)
+        except re.error as error:
+            self.log(LOGWARN, f"badmailfrom: invalid pattern {bad}: {error}")
+            return False
+        if found:
+            self.log(LOGDEBUG, f"badmailfrom pattern ({bad}) match for {sender_text}")
+        return bool(found)
+    bad = bad.lower()
+    if "@" not in bad:
+        self.log(LOGWARN, f"badmailfrom: bad config: no @ sign in {bad}")
+        return False
+    if bad.startswith("@"):
+        return bad == "@" + host
+    return bad == sender_text
+
+
+def is_immune_sender(self, sender, lines):
+    if not lines:
+        self.log(LOGDEBUG, "skip, empty list")
+        return True
+    if not sender or sender.format() == "<>":
+        self.log(LOGDEBUG, "skip, null sender")
+        return True
+    if not sender.host or not sender.user:
+        self.log(LOGDEBUG, "skip, missing user or host")
+        return True
+    return False

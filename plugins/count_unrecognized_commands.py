@@ -1,0 +1,41 @@
+"""# count_unrecognized_commands — disconnect clients that send too many unknown commands
+
+Counts the unrecognized commands of the connection (in the connection note
+`unrec_cmd_count`).  Below the limit the client gets the usual
+`500 Unrecognized command`; the command that reaches the limit is answered
+
+    521 Closing connection, 4 unrecognized commands. Perhaps you should read RFC 2821?
+
+and the connection is closed.  Good against spam sent through open HTTP
+proxies, which send HTTP headers as SMTP commands.
+
+## Arguments
+
+One number: how many unrecognized commands end the connection (default 4).
+
+## Example
+
+    count_unrecognized_commands 4
+"""
+
+
+def register(self, qp, *args):
+    self.max_unrecognized = 4
+    if args:
+        try:
+            self.max_unrecognized = int(args[0]) or 4
+        except ValueError:
+            self.log(LOGWARN, f"not a number: {args[0]}, using 4")
+    if len(args) > 1:
+        self.log(LOGWARN, "Ignoring additional arguments.")
+
+
+def hook_unrecognized_command(self, transaction, cmd="", *args):
+    count = (self.connection.notes.get("unrec_cmd_count") or 0) + 1
+    self.connection.notes["unrec_cmd_count"] = count
+    if count < self.max_unrecognized:
+        self.log(LOGINFO, f"'{cmd}', ({count})")
+        return DECLINED
+    self.log(LOGINFO, f"fail, '{cmd}' ({count})")
+    return (DENY_DISCONNECT,
+            f"Closing connection, {count} unrecognized commands. Perhaps you should read RFC 2821?")

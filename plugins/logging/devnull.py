@@ -1,0 +1,17 @@
+"""logging/devnull - throw every log line away
+
+With this plugin listed in `config/logging`, nothing is logged at all: it
+accepts each line and writes it nowhere, so the built-in stderr logger stays
+silent too.  Useful for load tests and for super-servers where there is no
+place for logs.
+
+## Arguments
+
+None.
+
+    logging/devnull
+"""
+
+
+def hook_logging(self, transaction, trace, hook, plugin, message):
+    return DECLINED

@@ -1,0 +1,78 @@
+"""logging/transaction_id - stderr log lines tagged with the transaction id
+
+Like `logging/warn`, but each line starts with an id naming the message it
+belongs to:
+
+    <connection id>.<n> (<hook>) <plugin>: <message>
+
+`<connection id>` is `<connect time>.<pid>` (see `logging/connection_id`)
+and `n` numbers the mail transactions of the connection from 1, in the
+order their MAIL FROM was accepted.  Lines that belong to no message yet
+(the greeting, HELO, a rejected MAIL) carry the connection id alone; so
+does the reply to the final dot, which is sent after the transaction has
+ended (as in qpsmtpd).  The
+id of the current message is also kept in the transaction note
+`transaction_id`.
+
+## Arguments
+
+    logging/transaction_id [LEVEL]
+
+`LEVEL` is the highest level written (`0`-`7`, `LOGINFO` or `INFO`);
+without it the level of `config/loglevel` (default LOGWARN).  An unknown
+level stops the plugin from loading.
+
+## Notes
+
+Writes nothing when stderr is the client's socket (xinetd without a
+redirection); see docs/logging.md.
+"""
+
+import os
+
+
+def register(self, qp, level=None):
+    self.level = qp.trace_level() if level is None else _parse_level(level)
+    self.count = 0
+    self.log(LOGINFO, "Initializing logging::transaction_id plugin")
+
+
+def _parse_level(value):
+    level = int(value) if value.isdigit() else log_level(value)
+    if not isinstance(level, int) or not 0 <= level <= 7:
+        raise ValueError(f"unknown log level {value!r}")
+    return level
+
+
+def transaction_id(self, transaction):
+    """`<connection id>.<n>` once the transaction has a sender, else the connection id."""
+    if transaction is None or transaction.sender is None:
+        return self.qp.connection.id
+    known = transaction.notes.get("transaction_id")
+    if known is None:
+        self.count += 1
+        known = transaction.notes["transaction_id"] = f"{self.qp.connection.id}.{self.count}"
+    return known
+
+
+def hook_logging(self, transaction, trace, hook, plugin, message):
+    if plugin is not None and plugin == self.plugin_name:
+        return DECLINED
+    if trace > self.level or not self.qp.stderr_logging_allowed():
+        return DECLINED
+    line = f"{self.transaction_id(transaction)}{_prefix(hook, plugin)} {message}\n"
+    try:
+        os.write(2, line.encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+    return DECLINED
+
+
+def _prefix(hook, plugin):
+    if plugin is not None and hook is not None:
+        return f" ({hook}) {plugin}:"
+    if plugin is not None:
+        return f" {plugin}:"
+    if hook is not None:
+        return f" ({hook}) running plugin:"
+    return ""

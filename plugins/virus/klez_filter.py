@@ -1,0 +1,37 @@
+"""# virus/klez_filter — refuse the Klez worm
+
+Klez mails are big and carry a Windows executable declared as audio or
+application content.  For messages of 60000 bytes and more, the first 41
+body lines are scanned: a `Content-Type:` line naming `audio` or
+`application`, followed by a line starting with the base64 of a DOS/PE
+header (`TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA`), gets
+
+    552 Klez Virus Detected
+
+## Arguments
+
+None.
+"""
+
+import re
+
+CONTENT_TYPE = re.compile(rb"^Content-type:.*(?:audio|application)", re.IGNORECASE)
+SIGNATURE = b"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA"
+
+
+def hook_data_post(self, transaction):
+    if transaction.data_size() < 60000:
+        return DECLINED
+    transaction.body_resetpos()
+    seen_signature = False
+    for _ in range(41):
+        line = transaction.body_getline()
+        if not line:
+            break
+        if CONTENT_TYPE.search(line):
+            seen_signature = True
+            continue
+        if seen_signature and line.startswith(SIGNATURE):
+            self.log(LOGINFO, "fail, Klez signature found")
+            return DENY, "Klez Virus Detected"
+    return DECLINED
