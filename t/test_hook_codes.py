@@ -165,3 +165,15 @@ def test_raising_plugin_in_non_deciding_hook_is_skipped():
     result = session(["boom reset_transaction", "boom quit"], DATA)
     assert result.codes() == [220, 250, 250, 250, 354, 250, 221]
     assert len(result.queued) == 1
+
+
+def test_result_stored_at_data_post_reaches_this_messages_header(tmp_path):
+    (tmp_path / "late.py").write_text(
+        "def hook_data_post(self, transaction):\n"
+        "    self.store_auth_results('dkim=pass header.d=b.test')\n")
+    lines = DATA + ["MAIL FROM:<a@b.test>", "RCPT TO:<x@example.test>", "DATA", "Subject: 2", "", "b", "."]
+    result = run_session(lines + ["QUIT"], config=dict(BASE, plugins=["late", "rcpt_ok"]),
+                         plugin_dirs=[str(tmp_path)] + PLUGIN_DIRS, capture_queue=True)
+    first, second = (q.message.split(b"\n")[0] for q in result.queued)
+    assert first == b"Authentication-Results: mx.example.test; auth=none; dkim=pass header.d=b.test"
+    assert second == b"Authentication-Results: mx.example.test; auth=none; dkim=pass header.d=b.test"
