@@ -17,6 +17,7 @@ from . import __version__
 from .address import Address
 from .config import Config
 from .connection import Connection
+from .logline import line_prefix, write_stderr
 from .constants import (DECLINED, DENY_CODES, LOGCRIT, LOGDEBUG, LOGERROR, LOGWARN, OK,
                         return_code)
 from .plugin import Plugin, PluginError, PluginLoader, flatten as _flatten, normalize_result
@@ -161,22 +162,11 @@ class Qpsmtpd:
                 return
         if level > self._trace_level or not self._log_to_stderr:
             return
-        if plugin is not None and hook is not None:
-            prefix = f" ({hook}) {plugin}:"
-        elif plugin is not None:
-            prefix = f" {plugin}:"
-        elif hook is not None:
-            prefix = f" ({hook}) running plugin:"
-        else:
-            prefix = ""
-        line = f"{os.getpid()}{prefix} {message}"
+        line = f"{os.getpid()}{line_prefix(hook, plugin)} {message}"
         if self.log_sink is not None:
             self.log_sink(line)
             return
-        try:
-            os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))
-        except OSError:
-            pass
+        write_stderr(line)
 
     # -- plugins ----------------------------------------------------------
     @property

@@ -34,6 +34,8 @@ Nothing is written when stderr is the client's socket (xinetd).
 
 import os
 
+from qpsmtpd.logline import line_prefix, parse_level, write_stderr
+
 
 def register(self, qp, *args):
     if len(args) % 2:
@@ -42,20 +44,13 @@ def register(self, qp, *args):
     unknown = set(options) - {"accept", "reject", "prefix"}
     if unknown:
         raise ValueError(f"logging/adaptive: unknown option(s) {', '.join(sorted(unknown))}")
-    self.accept_level = _parse_level(options["accept"]) if "accept" in options else LOGERROR
-    self.reject_level = _parse_level(options["reject"]) if "reject" in options else LOGWARN
+    self.accept_level = parse_level(options["accept"]) if "accept" in options else LOGERROR
+    self.reject_level = parse_level(options["reject"]) if "reject" in options else LOGWARN
     self.prefix = options.get("prefix", "`")
     self.kept = []
     self.kept_for = None
     self.denied_in = None
     self.log(LOGINFO, "Initializing logging::adaptive plugin")
-
-
-def _parse_level(value):
-    level = int(value) if value.isdigit() else log_level(value)
-    if not isinstance(level, int) or not 0 <= level <= 7:
-        raise ValueError(f"unknown log level {value!r}")
-    return level
 
 
 def hook_logging(self, transaction, trace, hook, plugin, message):
@@ -86,17 +81,5 @@ def hook_reset_transaction(self, transaction):
 
 
 def _write(self, mark, hook, plugin, message):
-    if not self.qp.stderr_logging_allowed():
-        return
-    if plugin is not None and hook is not None:
-        prefix = f" ({hook}) {plugin}:"
-    elif plugin is not None:
-        prefix = f" {plugin}:"
-    elif hook is not None:
-        prefix = f" ({hook}) running plugin:"
-    else:
-        prefix = ""
-    try:
-        os.write(2, f"{os.getpid()}{mark}{prefix} {message}\n".encode("utf-8", "backslashreplace"))
-    except OSError:
-        pass
+    if self.qp.stderr_logging_allowed():
+        write_stderr(f"{os.getpid()}{mark}{line_prefix(hook, plugin)} {message}")

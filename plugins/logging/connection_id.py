@@ -25,39 +25,10 @@ Writes nothing when stderr is the client's socket (xinetd without a
 redirection); see docs/logging.md.
 """
 
-import os
+
+def init(self, qp, *args):
+    self.isa_plugin("logging/warn")
 
 
-def register(self, qp, level=None):
-    self.level = qp.trace_level() if level is None else _parse_level(level)
-    self.log(LOGINFO, "Initializing logging::connection_id plugin")
-
-
-def _parse_level(value):
-    level = int(value) if value.isdigit() else log_level(value)
-    if not isinstance(level, int) or not 0 <= level <= 7:
-        raise ValueError(f"unknown log level {value!r}")
-    return level
-
-
-def hook_logging(self, transaction, trace, hook, plugin, message):
-    if plugin is not None and plugin == self.plugin_name:
-        return DECLINED
-    if trace > self.level or not self.qp.stderr_logging_allowed():
-        return DECLINED
-    line = f"{self.qp.connection.id}{_prefix(hook, plugin)} {message}\n"
-    try:
-        os.write(2, line.encode("utf-8", "backslashreplace"))
-    except OSError:
-        pass
-    return DECLINED
-
-
-def _prefix(hook, plugin):
-    if plugin is not None and hook is not None:
-        return f" ({hook}) {plugin}:"
-    if plugin is not None:
-        return f" {plugin}:"
-    if hook is not None:
-        return f" ({hook}) running plugin:"
-    return ""
+def line_id(self, transaction):
+    return self.qp.connection.id

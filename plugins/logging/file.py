@@ -54,6 +54,8 @@ import os
 import re
 import time
 
+from qpsmtpd.logline import line_prefix, parse_level
+
 _OPTIONS_WITH_VALUE = ("loglevel", "tsformat")
 
 
@@ -69,7 +71,7 @@ def register(self, qp, *args):
                 raise ValueError(f"logging/file: {option} needs a value")
             value = words.pop(0)
             if option == "loglevel":
-                self.level = _parse_level(value)
+                self.level = parse_level(value)
             else:
                 self.tsformat = value
         else:
@@ -89,13 +91,6 @@ def register(self, qp, *args):
     self.hostname = os.uname().nodename
     if self.is_pipe:
         self.register_hook("post-connection", "close_pipe")
-
-
-def _parse_level(value):
-    level = int(value) if value.isdigit() else log_level(value)
-    if not isinstance(level, int) or not 0 <= level <= 7:
-        raise ValueError(f"unknown log level {value!r}")
-    return level
 
 
 def output_name(self):
@@ -158,7 +153,7 @@ def hook_logging(self, transaction, trace, hook, plugin, message):
         return DECLINED
     stamp = time.strftime(self.tsformat, time.localtime())
     line = (f"{stamp} {self.hostname}[{os.getpid()}]: {self.qp.connection.id}"
-            f"{_prefix(hook, plugin)} {message}\n").encode("utf-8", "backslashreplace")
+            f"{line_prefix(hook, plugin)} {message}\n").encode("utf-8", "backslashreplace")
     try:
         if self.pipe is not None:
             self.pipe.stdin.write(line)
@@ -174,13 +169,3 @@ def close_pipe(self, transaction):
     """Let the log command see the end of its input when the session is over."""
     self._close()
     return DECLINED
-
-
-def _prefix(hook, plugin):
-    if plugin is not None and hook is not None:
-        return f" ({hook}) {plugin}:"
-    if plugin is not None:
-        return f" {plugin}:"
-    if hook is not None:
-        return f" ({hook}) running plugin:"
-    return ""

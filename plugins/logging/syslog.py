@@ -41,6 +41,8 @@ Example:
 """
 
 import os
+
+from qpsmtpd.logline import line_prefix, parse_level
 import time
 
 FACILITIES = {
@@ -61,7 +63,7 @@ def register(self, qp, *args):
     unknown = set(options) - {"loglevel", "priority", "ident", "facility", "logsock", "socket", "host", "port"}
     if unknown:
         raise ValueError(f"logging/syslog: unknown option(s) {', '.join(sorted(unknown))}")
-    self.level = _parse_level(options["loglevel"]) if "loglevel" in options else qp.trace_level()
+    self.level = parse_level(options["loglevel"]) if "loglevel" in options else qp.trace_level()
     self.priority = _parse_priority(options["priority"]) if "priority" in options else None
     self.ident = options.get("ident", "qpsmtpd")
     if not self.ident.replace("-", "").replace(".", "").replace("_", "").isalnum():
@@ -79,13 +81,6 @@ def register(self, qp, *args):
     self.sock = None
     self.transport = None
     self.hostname = os.uname().nodename
-
-
-def _parse_level(value):
-    level = int(value) if value.isdigit() else log_level(value)
-    if not isinstance(level, int) or not 0 <= level <= 7:
-        raise ValueError(f"unknown log level {value!r}")
-    return level
 
 
 def _parse_priority(value):
@@ -129,7 +124,7 @@ def datagram(self, trace, hook, plugin, message):
     stamp = time.strftime("%b ", now) + f"{now.tm_mday:2d}" + time.strftime(" %H:%M:%S", now)
     host = f" {self.hostname}" if self.transport == "udp" else ""
     text = (f"<{self.facility * 8 + severity}>{stamp}{host} {self.ident}[{os.getpid()}]: "
-            f"{self.qp.connection.id}{_prefix(hook, plugin)} {message}")
+            f"{self.qp.connection.id}{line_prefix(hook, plugin)} {message}")
     return text.encode("utf-8", "backslashreplace")[:MAX_DATAGRAM]
 
 
@@ -144,13 +139,3 @@ def hook_logging(self, transaction, trace, hook, plugin, message):
         self.sock.close()
         self.sock = None
     return DECLINED
-
-
-def _prefix(hook, plugin):
-    if plugin is not None and hook is not None:
-        return f" ({hook}) {plugin}:"
-    if plugin is not None:
-        return f" {plugin}:"
-    if hook is not None:
-        return f" ({hook}) running plugin:"
-    return ""

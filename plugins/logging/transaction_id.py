@@ -28,20 +28,14 @@ Writes nothing when stderr is the client's socket (xinetd without a
 redirection); see docs/logging.md.
 """
 
-import os
 
-
-def register(self, qp, level=None):
-    self.level = qp.trace_level() if level is None else _parse_level(level)
+def init(self, qp, *args):
+    self.isa_plugin("logging/warn")
     self.count = 0
-    self.log(LOGINFO, "Initializing logging::transaction_id plugin")
 
 
-def _parse_level(value):
-    level = int(value) if value.isdigit() else log_level(value)
-    if not isinstance(level, int) or not 0 <= level <= 7:
-        raise ValueError(f"unknown log level {value!r}")
-    return level
+def line_id(self, transaction):
+    return self.transaction_id(transaction)
 
 
 def transaction_id(self, transaction):
@@ -53,26 +47,3 @@ def transaction_id(self, transaction):
         self.count += 1
         known = transaction.notes["transaction_id"] = f"{self.qp.connection.id}.{self.count}"
     return known
-
-
-def hook_logging(self, transaction, trace, hook, plugin, message):
-    if plugin is not None and plugin == self.plugin_name:
-        return DECLINED
-    if trace > self.level or not self.qp.stderr_logging_allowed():
-        return DECLINED
-    line = f"{self.transaction_id(transaction)}{_prefix(hook, plugin)} {message}\n"
-    try:
-        os.write(2, line.encode("utf-8", "backslashreplace"))
-    except OSError:
-        pass
-    return DECLINED
-
-
-def _prefix(hook, plugin):
-    if plugin is not None and hook is not None:
-        return f" ({hook}) {plugin}:"
-    if plugin is not None:
-        return f" {plugin}:"
-    if hook is not None:
-        return f" ({hook}) running plugin:"
-    return ""

@@ -33,17 +33,18 @@ List it in `config/logging` (or `config/plugins`):
 
 import os
 
+from qpsmtpd.logline import line_prefix, parse_level, write_stderr
+
 
 def register(self, qp, level=None):
-    self.level = qp.trace_level() if level is None else _parse_level(level)
-    self.log(LOGINFO, "Initializing logging::warn plugin")
+    self.level = qp.trace_level() if level is None else parse_level(level)
+    self.log(LOGINFO, f"Initializing {self.plugin_name} plugin")
 
 
-def _parse_level(value):
-    level = int(value) if value.isdigit() else log_level(value)
-    if not isinstance(level, int) or not 0 <= level <= 7:
-        raise ValueError(f"unknown log level {value!r}")
-    return level
+def line_id(self, transaction):
+    """What each line starts with: the pid here; logging/connection_id and
+    logging/transaction_id inherit this plugin and change only this."""
+    return str(os.getpid())
 
 
 def hook_logging(self, transaction, trace, hook, plugin, message):
@@ -51,16 +52,5 @@ def hook_logging(self, transaction, trace, hook, plugin, message):
         return DECLINED
     if trace > self.level or not self.qp.stderr_logging_allowed():
         return DECLINED
-    if plugin is not None and hook is not None:
-        prefix = f" ({hook}) {plugin}:"
-    elif plugin is not None:
-        prefix = f" {plugin}:"
-    elif hook is not None:
-        prefix = f" ({hook}) running plugin:"
-    else:
-        prefix = ""
-    try:
-        os.write(2, f"{os.getpid()}{prefix} {message}\n".encode("utf-8", "backslashreplace"))
-    except OSError:
-        pass
+    write_stderr(f"{self.line_id(transaction)}{line_prefix(hook, plugin)} {message}")
     return DECLINED
