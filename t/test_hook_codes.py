@@ -177,3 +177,21 @@ def test_result_stored_at_data_post_reaches_this_messages_header(tmp_path):
     first, second = (q.message.split(b"\n")[0] for q in result.queued)
     assert first == b"Authentication-Results: mx.example.test; auth=none; dkim=pass header.d=b.test"
     assert second == b"Authentication-Results: mx.example.test; auth=none; dkim=pass header.d=b.test"
+
+
+def test_header_block_is_bounded():
+    many = [f"X-Filler-{n}: " + "y" * 90 for n in range(40)]
+    lines = RCPT + ["DATA"] + many + ["", "body", ".", "MAIL FROM:<a@b.test>", "RCPT TO:<x@example.test>",
+                                     "DATA", "Subject: ok", "", "b", "."]
+    result = run_session(lines + ["QUIT"], config=dict(BASE, plugins=["rcpt_ok"], max_header_size="2000"),
+                         capture_queue=True)
+    assert result.replies()[5] == (552, ["Message header too big!"])
+    assert result.codes()[-2:] == [250, 221]
+    assert len(result.queued) == 1 and b"Subject: ok" in result.queued[0].message
+
+
+def test_too_many_recipients():
+    lines = MAIL + [f"RCPT TO:<r{n}@example.test>" for n in range(4)]
+    result = run_session(lines + ["QUIT"], config=dict(BASE, plugins=["rcpt_ok"], max_recipients="3"))
+    assert result.codes()[3:7] == [250, 250, 250, 452]
+    assert result.replies()[6] == (452, ["Too many recipients"])
