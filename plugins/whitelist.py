@@ -27,7 +27,11 @@ marks belong to the message: the next MAIL starts without them.
   has them;
 * `loglevel N`.
 
-Whitelisting by DNS (`dns_whitelist_soft`) is a separate plugin.
+Whitelisting by DNS is done by `dns_whitelist_soft`: it sets the
+`whitelisthost` note for clients listed in `whitelist_zones`.  With
+`dns_whitelist_soft` listed before `whitelist`, such a client is treated
+here as one of `whitelisthosts` (OK at connect, without the karma bonus;
+not with `per_recipient`).
 
 ## Example
 
@@ -84,6 +88,9 @@ def check_host(self, transaction, rcpt=None, *args):
     ip = self.connection.remote_ip
     if not ip:
         return DECLINED
+    if not self.per_recipient and self.connection.notes.get("whitelisthost"):
+        self.log(LOGCRIT, f"pass, {ip} is whitelisted in DNS")
+        return OK
     if "WHITELISTCLIENT" in os.environ:
         self.connection.notes["whitelistclient"] = 1
         self.log(LOGCRIT, f"pass, {ip} is whitelisted client")
