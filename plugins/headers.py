@@ -91,7 +91,7 @@ def repeated_singular_headers(self, header):
 
 def invalid_date_range(self, date=None):
     import time
-    from email.utils import mktime_tz, parsedate_tz
+    from email._parseaddr import mktime_tz, parsedate_tz
 
     header = self.transaction.header
     if header is None:

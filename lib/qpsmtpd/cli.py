@@ -1,4 +1,4 @@
-"""Command-line options of qpsmtpd.py (`--help`, `--version`, `--check-config`)."""
+"""Command-line options of qpsmtpd.py (`--help`, `--version`, `--check-config`, `--compile`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 from . import __version__
 
-USAGE = """usage: qpsmtpd.py [--help] [--version] [--check-config [DIR]]
+USAGE = """usage: qpsmtpd.py [--help] [--version] [--check-config [DIR]] [--compile [DIR]]
 
 Without options, runs one SMTP session on stdin/stdout.  Start it from
 tcpserver, xinetd or a systemd socket with Accept=yes, naming the
@@ -20,6 +20,9 @@ interpreter by its absolute path:
                          and read every config file (DIR overrides the
                          install's config/, like QPSMTPD_CONFIG=DIR);
                          exit status 1 when something is wrong
+  --compile [DIR]        write bytecode for lib/ and every plugin (run it
+                         as the install's owner after installing or
+                         upgrading, so sessions never compile)
 
 Environment: QPSMTPD_CONFIG (a config dir searched first), QMAIL (qmail
 home, default /var/qmail), and tcpserver's TCP* and RELAYCLIENT.
@@ -35,6 +38,9 @@ def run_cli(install_dir: str, argv: list[str]) -> int:
     if option in ("-V", "--version"):
         sys.stdout.write(f"qpsmtpd.py {__version__}\n")
         return 0
+    if option == "--compile":
+        from .compile import compile_all
+        return compile_all(install_dir, argv[1:])
     if option == "--check-config":
         from .checkconfig import check_config
         return check_config(install_dir, argv[1] if len(argv) > 1 else None)

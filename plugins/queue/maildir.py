@@ -49,7 +49,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 BLOCK_SIZE = 65536
 _UNSAFE_CHARS = re.compile(r"[^-A-Za-z0-9+_.,@=]")

@@ -59,7 +59,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SOCKET = "/var/spool/postfix/public/cleanup"
 LINE_LIMIT = 1024

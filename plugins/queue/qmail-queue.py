@@ -45,7 +45,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 # qmail-smtpd's texts (qmail.c, qmail_close) for qmail-queue's exit codes.
 QQ_EXIT = {
@@ -135,8 +138,6 @@ class QmailQueue(Plugin):
         return DONE
 
     def hook_queue(self, transaction: Any) -> Any:
-        import subprocess
-
         program = self.queue_exec
         if not os.path.isabs(program):
             self.log(LOGERROR, f"qmail-queue path is not absolute: {program}")
@@ -145,7 +146,8 @@ class QmailQueue(Plugin):
         env_read, env_write = os.pipe()
         try:
             self.log(LOGNOTICE, f"Queuing to {program}")
-            child = subprocess.Popen([program], stdin=msg_read, stdout=env_read, close_fds=True)
+            pid = os.posix_spawn(program, [program], os.environ, file_actions=[
+                (os.POSIX_SPAWN_DUP2, msg_read, 0), (os.POSIX_SPAWN_DUP2, env_read, 1)])
         except OSError as error:
             for fd in (msg_write, env_write):
                 os.close(fd)
@@ -159,10 +161,10 @@ class QmailQueue(Plugin):
             written = _write_all(env_write, [envelope(transaction)])
         else:
             os.close(env_write)
-        status = child.wait()
+        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         verdict = qq_reason(status)
         if not verdict and not written:
             verdict = QQ_WRITE  # it exited 0 without reading everything: not safe
         if verdict:
             return self.reply(verdict)
-        return OK, f"Queued! {int(time.time())} qp {child.pid} {message_id(transaction)}"
+        return OK, f"Queued! {int(time.time())} qp {pid} {message_id(transaction)}"

@@ -45,7 +45,10 @@ The 451 and 554 replies are sent by the plugin itself (it returns `DONE`).
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PORT = 628
 BLOCK_SIZE = 65536

@@ -49,7 +49,10 @@ are answered by the plugin itself (it returns `DONE`).
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_TIMEOUT = 60
 BLOCK_SIZE = 65536
