@@ -29,11 +29,10 @@ checked.
 `badrcptto`.
 """
 
-import re
 
 from qpsmtpd import dsn
 
-REGEXP_CHARS = re.compile(r"[/^$*+!%?\\]")
+REGEXP_CHARS = frozenset("/^$*+!%?\\")
 
 
 def hook_rcpt(self, transaction, recipient, params=None):
@@ -64,8 +63,10 @@ def hook_rcpt(self, transaction, recipient, params=None):
 
 
 def is_match(self, to, bad, host):
-    if REGEXP_CHARS.search(bad):
+    if not REGEXP_CHARS.isdisjoint(bad):
         self.log(LOGDEBUG, f"badrcptto pattern ({bad}) match for {to}")
+        import re  # only for regexp lines
+
         try:
             found = re.search(bad, to, re.IGNORECASE)
         except re.error as error:

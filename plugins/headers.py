@@ -90,15 +90,16 @@ def repeated_singular_headers(self, header):
 
 
 def invalid_date_range(self, date=None):
-    import time
-    from email._parseaddr import mktime_tz, parsedate_tz
-
+    past, future = self.days("past"), self.days("future")
     header = self.transaction.header
-    if header is None:
+    if not (past or future) or header is None:
         return None
     date = date or header.get("Date")
     if not date:
         return None
+    import time
+    from email._parseaddr import mktime_tz, parsedate_tz  # email.utils would also import socket, random...
+
     parsed = parsedate_tz(date.strip())
     if parsed is None:
         self.log(LOGINFO, f"skip, date not parseable ({date.strip()})")
@@ -106,7 +107,6 @@ def invalid_date_range(self, date=None):
     if parsed[9] is None:
         parsed = parsed[:9] + (0,)
     message_time = mktime_tz(parsed)
-    past, future = self.days("past"), self.days("future")
     if past and message_time < time.time() - past * 86400:
         self.log(LOGINFO, f"fail, date too old ({date.strip()})")
         self.adjust_karma(-1)

@@ -63,12 +63,11 @@ Relay clients and whitelisted hosts are not checked.  A failed test costs
     helo policy rfc reject naughty
 """
 
-import re
-
 LENIENT_TESTS = ["is_in_badhelo", "invalid_localhost", "is_forged_literal", "is_plain_ip"]
 RFC_TESTS = ["is_not_fqdn", "no_forward_dns", "no_reverse_dns"]
 STRICT_TESTS = ["is_address_literal", "no_matching_dns"]
-REGEXP_CHARS = re.compile(r"[{}\[\]()^$|*+?\\!]")
+REGEXP_CHARS = frozenset("{}[]()^$|*+?\\!")
+IPV4_CHARS = frozenset("0123456789.")
 
 
 def register(self, qp, *args):
@@ -124,7 +123,7 @@ def is_in_badhelo(self, host):
     error = f"I do not believe you are {host}."
     host = host.lower()
     for bad in self.qp.config("badhelo"):
-        if REGEXP_CHARS.search(bad) and self.is_regex_match(host, bad):
+        if not REGEXP_CHARS.isdisjoint(bad) and self.is_regex_match(host, bad):
             return "Your HELO hostname is not allowed", f"badhelo pattern match ({bad})"
         if host == bad.lower():
             return error, "in badhelo"
@@ -132,6 +131,8 @@ def is_in_badhelo(self, host):
 
 
 def is_regex_match(self, host, pattern):
+    import re  # only for badhelo patterns
+
     negate = pattern.startswith("!")
     if negate:
         pattern = pattern[1:]
@@ -178,6 +179,8 @@ def is_forged_literal(self, host):
 
 
 def is_not_fqdn(self, host):
+    import re  # the rfc and strict policies only
+
     if re.fullmatch(r"\[(\d{1,3}\.){3}\d{1,3}\]", host):
         return None
     if "." not in host:
@@ -189,8 +192,12 @@ def is_not_fqdn(self, host):
 
 def literal_ip(host):
     """The IP inside `[...]` (an `IPv6:` tag removed), or None."""
-    match = re.fullmatch(r"\[(?:IPv6:)?([^\]]*)\]", host, re.IGNORECASE)
-    return match.group(1) if match else None
+    if len(host) < 2 or host[0] != "[" or host[-1] != "]":
+        return None
+    inner = host[1:-1]
+    if inner[:5].lower() == "ipv6:":
+        inner = inner[5:]
+    return None if "]" in inner else inner
 
 
 def is_localhost(ip):
@@ -200,6 +207,8 @@ def is_localhost(ip):
 
 
 def is_valid_ip(text):
+    if ":" not in text and not IPV4_CHARS.issuperset(text):
+        return False  # a host name: no need to load ipaddress
     import ipaddress
 
     try:

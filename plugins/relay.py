@@ -51,13 +51,15 @@ def register(self, qp, *args):
 
 def _candidates(self, ip):
     """The strings an IP may be listed as: itself and its dot/colon prefixes."""
-    import ipaddress
-
     found = [ip]
-    try:
-        parsed = ipaddress.ip_address(ip)
-    except ValueError:
-        parsed = None
+    parsed = None
+    if ":" in ip:  # only IPv6 needs the ipaddress module
+        import ipaddress
+
+        try:
+            parsed = ipaddress.ip_address(ip)
+        except ValueError:
+            pass
     if parsed is not None and parsed.version == 6:
         exploded = parsed.exploded
         groups = exploded.split(":")
@@ -84,15 +86,20 @@ def _candidates(self, ip):
 
 
 def _strip_octet(text):
-    import re
-
-    return re.sub(r"\d+\.?$", "", text, count=1) if re.search(r"\d+\.?$", text) else None
+    """`192.0.2.1` -> `192.0.2.`, `192.0.2.` -> `192.0.`; None when no octet ends the text."""
+    end = len(text) - 1 if text.endswith(".") else len(text)
+    start = end
+    while start > 0 and text[start - 1] in "0123456789":
+        start -= 1
+    return text[:start] if start < end else None
 
 
 def _normalize(entry):
+    entry = entry.strip().lower()
+    if ":" not in entry:
+        return entry  # IPv4 addresses and prefixes are compared as written
     import ipaddress
 
-    entry = entry.strip().lower()
     try:
         return ipaddress.ip_address(entry).compressed
     except ValueError:
@@ -111,6 +118,8 @@ def is_in_norelayclients(self):
 
 
 def is_in_cidr_block(self, blocks):
+    if not blocks:
+        return False
     import ipaddress
 
     ip = self.connection.remote_ip
@@ -153,12 +162,14 @@ def is_octet_match(self, octets):
 
 def populate_relayclients(self):
     blocks, octets = [], set()
+    client_is_ipv6 = ":" in (self.connection.remote_ip or "")
     for line in self.qp.config("relayclients"):
         entry = line.split()[0] if line.split() else ""
         if "/" in entry:
             blocks.append(entry)
         elif entry:
-            octets.add(_normalize(entry))
+            # an IPv6 entry can only match an IPv6 client: normalise only then
+            octets.add(_normalize(entry) if client_is_ipv6 else entry.lower())
     return blocks, octets
 
 

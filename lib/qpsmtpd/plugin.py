@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import os
-import re
 import types
 
 from . import constants
@@ -53,23 +52,50 @@ class PluginError(Exception):
     """A plugin could not be found, compiled or initialised."""
 
 
+def to_identifier(text: str) -> str:
+    """Every non-word character turned into `_` (Perl's `s/\\W/_/g`)."""
+    return "".join(char if char.isalnum() or char == "_" else "_" for char in text)
+
+
 def hook_method_name(hook: str) -> str:
-    return "hook_" + re.sub(r"\W", "_", hook)
+    return "hook_" + to_identifier(hook)
 
 
 def is_valid_hook(hook: str) -> bool:
     return hook in _HOOK_SET or hook.startswith("auth-")
 
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_DIGITS = frozenset("0123456789")
+
+
 def escape_plugin_name(name: str) -> str:
-    """qpsmtpd's plugin_name: `queue/qmail-queue` -> `queue::qmail_2dqueue`."""
-    escaped = re.sub(r"[^A-Za-z0-9_/]", lambda m: "_%2x" % ord(m.group(0)), name)
+    """qpsmtpd's plugin_name: `queue/qmail-queue` -> `queue::qmail_2dqueue`.
 
-    def directory(match: re.Match) -> str:
-        digit = match.group(2)
-        return "::" + ("_%2x" % ord(digit) if digit else "")
+    Other characters become `_` and their hex code; each run of slashes
+    becomes `::`, and a digit right after it is escaped too.
+    """
+    out: list[str] = []
+    index = 0
+    while index < len(name):
+        char = name[index]
+        if char == "/":
+            while index < len(name) and name[index] == "/":
+                index += 1
+            out.append("::")
+            if index < len(name) and name[index] in _DIGITS:
+                out.append("_%2x" % ord(name[index]))
+                index += 1
+            continue
+        out.append(char if char in _NAME_CHARS else "_%2x" % ord(char))
+        index += 1
+    return "".join(out)
 
-    return re.sub(r"(/+)(\d?)", directory, escaped)
+
+def strip_instance(name: str) -> str:
+    """`rcpt_ok:0` -> `rcpt_ok` (the file behind a numbered instance)."""
+    base, colon, number = name.rpartition(":")
+    return base if colon and number and _DIGITS.issuperset(number) else name
 
 
 def parse_args(args: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -137,14 +163,13 @@ class Plugin(PolicyMixin):
         adjust = self.opts.get("loglevel")
         if not adjust:
             return level
-        if re.fullmatch(r"[0-7]", adjust):
+        if len(adjust) == 1 and adjust in "01234567":
             return int(adjust)
-        match = re.fullmatch(r"([+-])(\d)", adjust)
-        if not match:
+        if len(adjust) != 2 or adjust[0] not in "+-" or adjust[1] not in _DIGITS:
             del self.opts["loglevel"]
             self.log(LOGERROR, f"invalid {self.plugin_name} loglevel setting ({adjust})")
             return level
-        shift = int(match.group(2)) * (1 if match.group(1) == "+" else -1)
+        shift = int(adjust[1]) * (1 if adjust[0] == "+" else -1)
         return max(0, min(7, level + shift))
 
     def temp_file(self) -> str:
@@ -278,7 +303,7 @@ class PluginLoader:
         return cached
 
     def _compile(self, name: str, path: str) -> type[Plugin]:
-        module_name = "qpsmtpd_plugins." + re.sub(r"\W", "_", name)
+        module_name = "qpsmtpd_plugins." + to_identifier(name)
         module = types.ModuleType(module_name)
         module.__file__ = path
         module.__dict__.update(_CONSTANT_NAMESPACE)
@@ -307,7 +332,7 @@ class PluginLoader:
             raise PluginError(f"unsafe characters in config line: {line!r}")
         name, *args = line.split()
         is_module = "." in name and "/" not in name and not self.find(name.split(":")[0])
-        file_name = name if is_module else re.sub(r":\d+$", "", name)
+        file_name = name if is_module else strip_instance(name)
         plugin_class = self.load_class(file_name)
         plugin = plugin_class()
         plugin._name = name if is_module else escape_plugin_name(name)
@@ -330,5 +355,5 @@ def _class_from_module(module: types.ModuleType, name: str) -> type[Plugin]:
         return own_classes[-1]
     methods = {key: value for key, value in namespace.items()
                if isinstance(value, types.FunctionType) and value.__module__ == module.__name__}
-    class_name = re.sub(r"\W", "_", name)
+    class_name = to_identifier(name)
     return type(class_name, (Plugin,), methods)

@@ -10,7 +10,6 @@ the SMTP layer, which turns it into a reply.
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from . import __version__
@@ -28,7 +27,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-
 if TYPE_CHECKING:
     from typing import Any, Callable
     HookEntry = tuple[Plugin, Callable[..., Any]]
-_UNSAFE_LOG_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPE_CONTROL = {code: "\\x%02x" % code for code in [*range(0x20), 0x7F]}
 
 # Hooks whose failure must not silently let the command through: the client
 # gets a 451 instead.  A failing plugin in any other hook is skipped.
@@ -43,7 +42,7 @@ def sanitize_log_text(text: str) -> str:
     """No CR, LF or other control character from a client ever reaches a log line."""
     if text.isprintable():
         return text
-    return _UNSAFE_LOG_CHARS.sub(lambda m: "\\x%02x" % ord(m.group(0)), text)
+    return text.translate(_ESCAPE_CONTROL)
 
 
 class PluginFault(Exception):

@@ -13,22 +13,22 @@ header (`TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA`), gets
 None.
 """
 
-import re
-
-CONTENT_TYPE = re.compile(rb"^Content-type:.*(?:audio|application)", re.IGNORECASE)
 SIGNATURE = b"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA"
 
 
 def hook_data_post(self, transaction):
     if transaction.data_size() < 60000:
         return DECLINED
+    import re  # only for messages big enough to carry Klez
+
+    content_type = re.compile(rb"^Content-type:.*(?:audio|application)", re.IGNORECASE)
     transaction.body_resetpos()
     seen_signature = False
     for _ in range(41):
         line = transaction.body_getline()
         if not line:
             break
-        if CONTENT_TYPE.search(line):
+        if content_type.search(line):
             seen_signature = True
             continue
         if seen_signature and line.startswith(SIGNATURE):
