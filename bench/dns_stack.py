@@ -1,8 +1,12 @@
 #!/usr/bin/python3
 """Benchmark: one session through the DNS plugin stack, against a private dnsmasq.
 
-    /usr/bin/python3 bench/dns_stack.py [--runs N]
-    QPSMTPD_PERL=/path/to/perl/qpsmtpd /usr/bin/python3 bench/dns_stack.py
+    /opt/qpsmtpd-test-venv/bin/python3 bench/dns_stack.py [--runs N]
+    QPSMTPD_PERL=/path/to/perl/qpsmtpd-checkout /opt/qpsmtpd-test-venv/bin/python3 bench/dns_stack.py
+
+Run it with an interpreter that has dnspython and pyspf (the test venv that
+.ci/run makes, or any venv with requirements-test.txt): the server runs
+with the same interpreter.
 
 The stack: `dnsbl` (3 zones), `rhsbl`, `fcrdns`, `resolvable_fromhost`,
 `helo policy strict`, `sender_permitted_from reject 3`, `rcpt_ok`,
@@ -78,7 +82,8 @@ def main(argv: list[str]) -> int:
         perl = os.environ.get("QPSMTPD_PERL")
         if perl:
             perl_env = {**env, "RES_NAMESERVERS": "127.0.0.1", "RES_OPTIONS": f"port:{server.port}"}
-            results["perl"] = run(harness.perl_server(os.path.dirname(perl), perl_env), meter, args.runs)
+            perl_dir = perl if os.path.isdir(perl) else os.path.dirname(perl)  # the checkout, or its script
+            results["perl"] = run(harness.perl_server(perl_dir, perl_env), meter, args.runs)
     print(f"DNS stack session, {args.runs} runs, median (min-max); measured with {meter.kind}")
     for name, (wall, rss, cpu) in results.items():
         print(f"  {name:6} wall {wall.describe()} ms   CPU {cpu.describe()} ms   peak RSS {rss.describe()} MiB")
