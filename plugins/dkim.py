@@ -126,8 +126,7 @@ def validate_it(self, transaction):
         return
     if count > MAX_SIGNATURES:
         self.log(LOGWARN, f"{count} signatures, checking the first {MAX_SIGNATURES}")
-    budget = _float(self.opts.get("timeout"))
-    lookup = dns.for_hook(self, budget)
+    lookup = dns.for_hook(self)
     signatures = [self.check_signature(dkim, verifier, index, lookup)
                   for index in range(min(count, MAX_SIGNATURES))]
     self.record(transaction, signatures)
@@ -287,20 +286,8 @@ def load_dkim():
     looked up through qpsmtpd's resolver."""
     global _dkim
     if _dkim is None:
-        import sys
-        import types
-        package = dns.load_dnspython()
-        stand_in = None
-        if "dns.resolver" not in sys.modules:
-            stand_in = sys.modules["dns.resolver"] = types.ModuleType("dns.resolver")
-        try:
-            import dkim
-        finally:
-            if stand_in is not None and sys.modules.get("dns.resolver") is stand_in:
-                del sys.modules["dns.resolver"]
-                if getattr(package, "resolver", None) is stand_in:
-                    del package.resolver
-        _dkim = dkim
+        dns.load_dnspython()
+        _dkim = dns.import_with_stand_ins("dkim", {"dns.resolver": {}})
     return _dkim
 
 
@@ -342,10 +329,3 @@ def _comment(text):
     """Text safe inside an Authentication-Results comment."""
     return "".join(char for char in text if " " <= char <= "~" and char not in "();\\")
 
-
-def _float(text):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None

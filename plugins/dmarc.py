@@ -159,8 +159,7 @@ def evaluate(self, transaction, domain):
 
 def discover_policy(self, domain, org_domain):
     """(record text or None, the domain it was found at, error or None)."""
-    budget = _float(self.opts.get("timeout"))
-    lookup = dns.for_hook(self, budget)
+    lookup = dns.for_hook(self)
     names = [domain] if org_domain == domain else [domain, org_domain]
     results = lookup.many([(f"_dmarc.{name}", "TXT") for name in names])
     for name, result in zip(names, results):
@@ -252,10 +251,3 @@ def _ascii(host):
     except UnicodeError:
         return ""
 
-
-def _float(text):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None

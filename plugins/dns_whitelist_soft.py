@@ -45,7 +45,7 @@ def hook_connect(self, transaction):
         self.log(LOGINFO, f"skip, not an IP address: {ip}")
         return DECLINED
     queries = [(f"{reversed_ip}.{zone}", rdtype) for zone in zones for rdtype in ("TXT", "A")]
-    results = dns.for_hook(self, _float(self.opts.get("timeout"))).many(queries)
+    results = dns.for_hook(self).many(queries)
     for index, zone in enumerate(zones):
         txt, address = results[2 * index], results[2 * index + 1]
         if txt.temporary or address.temporary:
@@ -65,10 +65,3 @@ def hook_rcpt(self, transaction, recipient, params=None):
         self.log(LOGINFO, f"host {self.connection.remote_ip} is whitelisted: {note}")
     return DECLINED
 
-
-def _float(text):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None

@@ -153,8 +153,7 @@ def find_listing(self, zones):
         return None
     queries = [(f"{reversed_ip}.{zone}", "TXT" if message is None else "A")
                for zone, message in zones.items()]
-    budget = float(self.opts["timeout"]) if self.opts.get("timeout", "").replace(".", "", 1).isdigit() else None
-    results = dns.for_hook(self, budget).many(queries)
+    results = dns.for_hook(self).many(queries)
     for (zone, message), result in zip(zones.items(), results):
         reason = self.listing_reason(zone, message, result)
         if reason:

@@ -86,7 +86,7 @@ def fqdn_ok(self):
 
 
 def check(self, ip):
-    lookup = dns.for_hook(self, float(self.opts["timeout"]) if _number(self.opts["timeout"]) else None)
+    lookup = dns.for_hook(self)
     name = dns.ptr_name(ip)
     if name is None:
         self.log(LOGINFO, f"skip, not an IP address: {ip}")
@@ -133,10 +133,3 @@ def matches(self, ip, addresses):
 def iprev(self, status):
     self.store_auth_results(f"iprev={status}")
     return status
-
-
-def _number(text):
-    try:
-        return float(text) > 0
-    except ValueError:
-        return False

@@ -79,8 +79,7 @@ def check_dns(self, host, transaction):
         self.log(LOGINFO, f"skip, {host} is an IP")
         self.adjust_karma(-1)
         return "ip"
-    budget = float(self.opts["timeout"]) if self.opts.get("timeout", "").replace(".", "", 1).isdigit() else None
-    lookup = dns.for_hook(self, budget)
+    lookup = dns.for_hook(self)
     mx, a, aaaa = lookup.many([(host, "MX"), (host, "A"), (host, "AAAA")])
     if mx.temporary:
         self.log(LOGWARN, f"fail, query for {host}: {mx.error}")

@@ -53,8 +53,7 @@ def hook_mail(self, transaction, sender, params=None):
         return DECLINED
     queries = [(f"{host}.{zone}", "TXT" if message is None else "A")
                for _label, host in checks for zone, message in zones.items()]
-    budget = float(self.opts["timeout"]) if self.opts.get("timeout", "").replace(".", "", 1).isdigit() else None
-    results = iter(dns.for_hook(self, budget).many(queries))
+    results = iter(dns.for_hook(self).many(queries))
     for label, host in checks:
         for zone, message in zones.items():
             reason = self.reason(zone, message, next(results))

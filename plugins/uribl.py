@@ -229,8 +229,7 @@ def _octet(text):
 
 def lookup(self, names, zones):
     """[(action, description)] for every listed (name, zone)."""
-    budget = _float(self.opts.get("timeout"))
-    resolver = dns.for_hook(self, budget)
+    resolver = dns.for_hook(self)
     pairs = [(name, zone) for name in names for zone in zones if dns.valid_name(f"{name}.{zone}")]
     results = resolver.many([(f"{name}.{zone}", "A") for name, zone in pairs])
     listed = []
@@ -273,10 +272,3 @@ def _int(text, default):
     except (TypeError, ValueError):
         return default
 
-
-def _float(text):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None

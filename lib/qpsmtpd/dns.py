@@ -69,6 +69,40 @@ def load_dnspython() -> Any:
     return dns
 
 
+def import_with_stand_ins(module: str, stand_ins: dict[str, dict[str, Any]]) -> Any:
+    """Import `module` while the modules named in `stand_ins` are empty stand-ins
+    (with the given attributes), then take the stand-ins away again.
+
+    For libraries that import something heavy at their top level which we
+    never use through them (pyspf and dkimpy import `dns.resolver`, pyspf
+    `email.message`); a later real import of those modules still works.
+    """
+    import importlib
+    import sys
+    import types
+
+    placed: dict[str, types.ModuleType] = {}
+    for name, attributes in stand_ins.items():
+        if name in sys.modules:
+            continue
+        parent, _dot, _child = name.rpartition(".")
+        if parent:
+            importlib.import_module(parent)
+        stand_in = types.ModuleType(name)
+        stand_in.__dict__.update(attributes)
+        sys.modules[name] = placed[name] = stand_in
+    try:
+        return importlib.import_module(module)
+    finally:
+        for name, stand_in in placed.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+            parent, _dot, child = name.rpartition(".")
+            parent_module = sys.modules.get(parent)
+            if parent_module is not None and getattr(parent_module, child, None) is stand_in:
+                delattr(parent_module, child)
+
+
 @dataclass
 class Result:
     """The outcome of one lookup.  `answers` holds text: addresses, names
@@ -401,11 +435,24 @@ def session_resolver(qp: Any) -> Resolver:
     return resolver
 
 
-def for_hook(plugin: Any, budget: float | None = None) -> HookLookup:
-    """A lookup object for one hook run of `plugin` (or a `qp`), with its time budget."""
+def positive_float(text: Any) -> float | None:
+    """`text` as a number of seconds, or None unless it is a positive number."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def for_hook(plugin: Any, budget: float | None = None, default: float | None = None) -> HookLookup:
+    """A lookup object for one hook run of `plugin` (or a `qp`), with its time budget:
+    `budget` if given, else the plugin's `timeout` argument, else `default`, else
+    `config/dns_budget` (default twice `config/dns_timeout`)."""
     qp = getattr(plugin, "qp", plugin)
     resolver = session_resolver(qp)
     if budget is None or budget <= 0:
+        budget = positive_float(getattr(plugin, "opts", {}).get("timeout")) or default
+    if budget is None:
         budget = _float_config(qp, "dns_budget", 2 * resolver.timeout)
     return HookLookup(resolver, budget)
 
