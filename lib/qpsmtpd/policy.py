@@ -123,9 +123,7 @@ class PolicyMixin:
         combined = f"{previous}; {result}" if previous else result
         self.log(LOGDEBUG, f"auth-results: {combined}")
         notes["authentication_results"] = combined
-        refresh = getattr(self.qp, "refresh_authentication_results", None)
-        if refresh is not None:
-            refresh()  # a data_post result (DKIM, DMARC) still reaches this message's header
+        self.qp.refresh_authentication_results()  # a data_post result still reaches this message
 
     # -- immunity and naughtiness ---------------------------------------------
     def is_immune(self: Any) -> bool:

