@@ -14,30 +14,21 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from qpsmtpd.testing import make_install
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def private_install(config: dict[str, str | list[str]], owner: str | None = None) -> Path:
-    """A throw-away install; `owner` gets the spool dir (for servers run as that user)."""
-    base = Path(tempfile.mkdtemp(prefix="qpsmtpd-deploy-"))
-    base.chmod(0o755)
-    shutil.copy(REPO / "qpsmtpd.py", base / "qpsmtpd.py")
-    (base / "lib").symlink_to(REPO / "lib")
-    (base / "plugins").symlink_to(REPO / "plugins")
-    config_dir = base / "config"
-    config_dir.mkdir()
-    spool = base / "spool"
+    """A throw-away runnable install; `owner` gets the spool dir (for servers run as that user)."""
+    base = Path(make_install({"me": "mx.example.test", **config}, runnable=True))
+    spool = base / "spool"  # make_install's default spool_dir
     spool.mkdir(mode=0o700)
     spool.chmod(0o700)
-    config = {"me": "mx.example.test", "spool_dir": str(spool), **config}
-    for name, value in config.items():
-        text = value if isinstance(value, str) else "\n".join(value) + "\n"
-        (config_dir / name).write_text(text)
     if owner:
         user = pwd.getpwnam(owner)
         os.chown(spool, user.pw_uid, user.pw_gid)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from components import REPO_ROOT, SYSTEM_PYTHON
 from qpsmtpd.testing import run_session
+from sessionfile import shield_shipped_config
 
 RECIPIENTS = ("bob@example.test", "carol@other.test")
 LINES = (["EHLO client.test", "MAIL FROM:<alice@client.test>"] + [f"RCPT TO:<{r}>" for r in RECIPIENTS]
@@ -123,6 +124,7 @@ def test_unwritable_maildir_as_nobody():
     (config / "rcpthosts").write_text("example.test\nother.test\n")
     (config / "spool_dir").write_text(f"{spool}\n")
     (config / "me").write_text("mx.example.test\n")
+    shield_shipped_config(str(config))
     data = "".join(line + "\r\n" for line in LINES).encode()
     env = {"PATH": "/usr/bin:/bin", "QPSMTPD_CONFIG": str(config)}
     proc = subprocess.run([SYSTEM_PYTHON, str(REPO_ROOT / "qpsmtpd.py")], input=data, capture_output=True,

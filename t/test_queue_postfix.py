@@ -39,13 +39,6 @@ def postfix():
         yield daemon
 
 
-@pytest.fixture
-def pf(postfix):
-    postfix.clear_queue()
-    yield postfix
-    postfix.clear_queue()
-
-
 def test_message_reaches_the_queue_byte_for_byte(pf):
     result = run(str(pf.cleanup_socket))
     code, text = result.replies()[-2]

@@ -41,13 +41,6 @@ def postfix():
         yield daemon
 
 
-@pytest.fixture
-def pf(postfix):
-    postfix.clear_queue()
-    yield postfix
-    postfix.clear_queue()
-
-
 class ScriptedQmqp:
     """A QMQP peer on 127.0.0.1 that reads the whole package, keeps it, then answers as told."""
 

@@ -187,13 +187,6 @@ def postfix():
         yield daemon
 
 
-@pytest.fixture
-def pf(postfix):
-    postfix.clear_queue()
-    yield postfix
-    postfix.clear_queue()
-
-
 def _queued(pf, count: int = 1):
     import time
     deadline = time.monotonic() + 5

@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sessionfile import write_config
+
 TEST_DIR = Path(__file__).resolve().parent
 REPO_DIR = TEST_DIR.parent
 QPSMTPD = str(REPO_DIR / "qpsmtpd.py")
@@ -76,10 +78,7 @@ def make_install(config: dict, env: dict | None = None) -> Install:
     (base / "queued").mkdir()
     full = {"me": "mx.example.test", "spool_dir": str(base / "spool"),
             "plugin_dirs": [str(base / "plugins"), str(REPO_DIR / "plugins")], **config}
-    (base / "config").mkdir()
-    for name, value in full.items():
-        text = "".join(f"{line}\n" for line in value) if isinstance(value, list) else f"{value}\n"
-        (base / "config" / name).write_text(text.replace("{dir}", str(base)))
+    write_config(str(base / "config"), full, str(base))  # shields the shipped config/ too
     return Install(base, full, env or {})
 
 

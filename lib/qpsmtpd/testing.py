@@ -115,10 +115,20 @@ def _as_input(lines: Iterable[str] | bytes | str) -> bytes:
     return b"".join(line.encode("utf-8", "surrogateescape") + b"\r\n" for line in lines)
 
 
-def make_install(config: dict[str, str | list[str]], plugin_dirs: list[str] | None = None) -> str:
-    """A throw-away install dir whose config/ holds exactly `config`."""
+def make_install(config: dict[str, str | list[str]], plugin_dirs: list[str] | None = None,
+                 runnable: bool = False) -> str:
+    """A throw-away install dir (0755) whose config/ holds exactly `config`.
+
+    `runnable=True` adds a copy of qpsmtpd.py and a link to lib/, so the real
+    program can be started from it (it finds its config/ beside itself).
+    """
     install = tempfile.mkdtemp(prefix="qpsmtpd-test-")
     os.chmod(install, 0o755)
+    if runnable:
+        import shutil
+
+        shutil.copy(os.path.join(REPO_DIR, "qpsmtpd.py"), os.path.join(install, "qpsmtpd.py"))
+        os.symlink(os.path.join(REPO_DIR, "lib"), os.path.join(install, "lib"))
     config_dir = os.path.join(install, "config")
     os.mkdir(config_dir)
     config = dict(config)
