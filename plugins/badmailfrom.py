@@ -49,7 +49,7 @@ def hook_mail(self, transaction, sender, params=None):
     if self.is_immune():
         return DECLINED
     lines = self.qp.config("badmailfrom")
-    if self.is_immune_sender(sender, lines):
+    if not self.sender_is_checkable(sender, lines):
         return DECLINED
     host = sender.host.lower()
     sender_text = f"{sender.user.lower()}@{host}"
@@ -83,16 +83,3 @@ def is_match(self, sender_text, bad, host):
     if bad.startswith("@"):
         return bad == "@" + host
     return bad == sender_text
-
-
-def is_immune_sender(self, sender, lines):
-    if not lines:
-        self.log(LOGDEBUG, "skip, empty list")
-        return True
-    if not sender or sender.format() == "<>":
-        self.log(LOGDEBUG, "skip, null sender")
-        return True
-    if not sender.host or not sender.user:
-        self.log(LOGDEBUG, "skip, missing user or host")
-        return True
-    return False

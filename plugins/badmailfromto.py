@@ -27,7 +27,7 @@ blocked.  Other recipients of the same message are accepted.
 
 def hook_mail(self, transaction, sender, params=None):
     lines = self.qp.config("badmailfromto")
-    if self.is_sender_immune(sender, lines):
+    if not self.sender_is_checkable(sender, lines):
         return DECLINED
     host = sender.host.lower()
     sender_text = f"{sender.user.lower()}@{host}"
@@ -62,16 +62,3 @@ def hook_rcpt(self, transaction, recipient, params=None):
             return DENY, f"mail to {to} not accepted here"
     self.log(LOGDEBUG, "pass, recipient not listed")
     return DECLINED
-
-
-def is_sender_immune(self, sender, lines):
-    if not lines:
-        self.log(LOGDEBUG, "skip, empty list")
-        return True
-    if not sender or sender.format() == "<>":
-        self.log(LOGDEBUG, "skip, null sender")
-        return True
-    if not sender.host or not sender.user:
-        self.log(LOGDEBUG, "skip, missing user or host")
-        return True
-    return False

@@ -125,6 +125,20 @@ class PolicyMixin:
         notes["authentication_results"] = combined
         self.qp.refresh_authentication_results()  # a data_post result still reaches this message
 
+    def sender_is_checkable(self: Any, sender: Any, listed: list[str]) -> bool:
+        """False (with a log line) when a sender list check has nothing to do:
+        an empty list, the null sender, or an address without user or host."""
+        if not listed:
+            self.log(LOGDEBUG, "skip, empty list")
+            return False
+        if not sender or sender.format() == "<>":
+            self.log(LOGDEBUG, "skip, null sender")
+            return False
+        if not sender.host or not sender.user:
+            self.log(LOGDEBUG, "skip, missing user or host")
+            return False
+        return True
+
     # -- immunity and naughtiness ---------------------------------------------
     def is_immune(self: Any) -> bool:
         """True for relay clients and whitelisted hosts or senders: policy checks skip them."""
