@@ -219,7 +219,7 @@ class Qpsmtpd:
             try:
                 result = method(transaction, *args)
             except Exception as error:  # a plugin bug must not kill the session
-                self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{name}] in hook {hook}: {describe_exception(error)}")
+                self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{name}]: {describe_exception(error)} (hook {hook})")
                 if hook in FAULT_HOOKS:
                     raise PluginFault(hook, name) from error
                 continue
