@@ -13,9 +13,9 @@ The stack: `dnsbl` (3 zones), `rhsbl`, `fcrdns`, `resolvable_fromhost`,
 `queue/qmail-queue`.  The client is 192.0.2.1 = client.test (PTR and A
 agree, MX, SPF pass, listed nowhere), so every check runs to the end and
 the message is queued.  The session (HELO, MAIL, RCPT, DATA, QUIT) runs
-over a socket pair, started the way bench/run.py starts servers; wall time
+over a socket pair, started the way bench/run.py starts servers; wall time,
 CPU time and peak RSS are the median of --runs runs (CPU time is the
-steadier figure on a busy machine).  With QPSMTPD_PERL set, the
+steadier figure on a busy machine); with two servers they take turns.  With QPSMTPD_PERL set, the
 Perl qpsmtpd runs the same session with the same config; Net::DNS is
 pointed at dnsmasq with RES_NAMESERVERS / RES_OPTIONS=port:N.
 """
@@ -50,17 +50,22 @@ CONFIG = {
 }
 
 
-def run(server: harness.Server, meter: harness.Meter, runs: int) -> tuple[harness.Series, ...]:
-    wall, rss, cpu = harness.Series(), harness.Series(), harness.Series()
+def run(servers: dict[str, harness.Server], meter: harness.Meter,
+        runs: int) -> dict[str, tuple[harness.Series, ...]]:
+    """`runs` sessions per server, the servers taking turns, so that a change
+    in the machine's load affects them alike."""
+    results = {name: (harness.Series(), harness.Series(), harness.Series()) for name in servers}
     for _ in range(runs):
-        result = harness.session_run(meter, server)
-        codes = [code for code, _text in result.replies]
-        if codes != [220, 250, 250, 250, 354, 250, 221]:
-            raise SystemExit(f"{server.name}: unexpected replies {result.replies}")
-        wall.add(result.wall * 1000)
-        rss.add(result.maxrss_kib / 1024)
-        cpu.add(result.cpu_ms)
-    return wall, rss, cpu
+        for name, server in servers.items():
+            result = harness.session_run(meter, server)
+            codes = [code for code, _text in result.replies]
+            if codes != [220, 250, 250, 250, 354, 250, 221]:
+                raise SystemExit(f"{name}: unexpected replies {result.replies}")
+            wall, rss, cpu = results[name]
+            wall.add(result.wall * 1000)
+            rss.add(result.maxrss_kib / 1024)
+            cpu.add(result.cpu_ms)
+    return results
 
 
 def main(argv: list[str]) -> int:
@@ -78,12 +83,13 @@ def main(argv: list[str]) -> int:
         env = harness.base_env(work, config, qq_double, os.path.join(work, "qq.log"))
         env["TCPREMOTEIP"] = "192.0.2.1"
         install = harness.python_install(work)
-        results = {"python": run(harness.python_server(sys.executable, install, env), meter, args.runs)}
+        servers = {"python": harness.python_server(sys.executable, install, env)}
         perl = os.environ.get("QPSMTPD_PERL")
         if perl:
             perl_env = {**env, "RES_NAMESERVERS": "127.0.0.1", "RES_OPTIONS": f"port:{server.port}"}
             perl_dir = perl if os.path.isdir(perl) else os.path.dirname(perl)  # the checkout, or its script
-            results["perl"] = run(harness.perl_server(perl_dir, perl_env), meter, args.runs)
+            servers["perl"] = harness.perl_server(perl_dir, perl_env)
+        results = run(servers, meter, args.runs)
     print(f"DNS stack session, {args.runs} runs, median (min-max); measured with {meter.kind}")
     for name, (wall, rss, cpu) in results.items():
         print(f"  {name:6} wall {wall.describe()} ms   CPU {cpu.describe()} ms   peak RSS {rss.describe()} MiB")

@@ -5,9 +5,12 @@
     mx, a = lookup.many([("example.test", "MX"), ("example.test", "A")])
     if mx.temporary: return DENYSOFT, "DNS trouble, try again later"
 
-* dnspython is imported on the first lookup, not before, and only its
-  lean parts (`dns.message` with a stand-in for `dns._features`, never
-  `dns.resolver`); see docs/dns.md.
+* dnspython is imported on the first lookup, not before, and only
+  `dns.name` (with a stand-in for `dns._features`): names go to and come
+  from the wire through dnspython (compression pointers, label rules,
+  escaping); the fixed-layout message header and the A, AAAA, MX, TXT,
+  PTR, CNAME and NS records around them are qpsmtpd.dnswire's.  Not
+  `dns.resolver`, not `dns.message`; docs/dns.md says why and what it saves.
 * Nameservers: `config/dns_servers` (one `address[:port]` per line,
   `[v6addr]:port` for IPv6), else the `nameserver` lines of
   `/etc/resolv.conf`.  Search domains are never applied: every name is
@@ -27,8 +30,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+
+from qpsmtpd import dnswire
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 OK = "ok"
 NXDOMAIN = "nxdomain"
@@ -45,7 +52,8 @@ _dns: Any = None
 
 
 def load_dnspython() -> Any:
-    """Import the parts of dnspython we use, the cheapest way (see docs/dns.md)."""
+    """Import the part of dnspython we use, `dns.name`, the cheapest way
+    (see docs/dns.md); returns the `dns` package."""
     global _dns
     if _dns is not None:
         return _dns
@@ -61,10 +69,7 @@ def load_dnspython() -> Any:
         features.force = cache.__setitem__  # type: ignore[attr-defined]
         sys.modules["dns._features"] = features
         dns._features = features  # type: ignore[attr-defined]
-    import dns.flags
-    import dns.message
-    import dns.rcode
-    import dns.rdatatype
+    import dns.name
     _dns = dns
     return dns
 
@@ -85,11 +90,13 @@ def import_with_stand_ins(module: str, stand_ins: dict[str, dict[str, Any]]) -> 
     for name, attributes in stand_ins.items():
         if name in sys.modules:
             continue
-        parent, _dot, _child = name.rpartition(".")
-        if parent:
-            importlib.import_module(parent)
+        parent, _dot, child = name.rpartition(".")
         stand_in = types.ModuleType(name)
         stand_in.__dict__.update(attributes)
+        if parent:
+            # `import a.b` finds a.b in sys.modules, but code then reads a.b as
+            # an attribute of a, which only a real import would have set
+            setattr(importlib.import_module(parent), child, stand_in)
         sys.modules[name] = placed[name] = stand_in
     try:
         return importlib.import_module(module)
@@ -103,17 +110,32 @@ def import_with_stand_ins(module: str, stand_ins: dict[str, dict[str, Any]]) -> 
                 delattr(parent_module, child)
 
 
-@dataclass
 class Result:
     """The outcome of one lookup.  `answers` holds text: addresses, names
-    (no trailing dot), TXT strings joined; MX answers are `(preference, host)`."""
+    (no trailing dot), TXT strings joined; MX answers are `(preference, host)`;
+    `raw_txt` the character-strings of each TXT record."""
 
-    name: str
-    rdtype: str
-    status: str
-    answers: list[Any] = field(default_factory=list)
-    error: str = ""
-    raw_txt: list[list[bytes]] = field(default_factory=list)
+    __slots__ = ("name", "rdtype", "status", "answers", "error", "raw_txt")
+
+    def __init__(self, name: str, rdtype: str, status: str, answers: list[Any] | None = None,
+                 error: str = "", raw_txt: list[list[bytes]] | None = None) -> None:
+        self.name = name
+        self.rdtype = rdtype
+        self.status = status
+        self.answers = answers if answers is not None else []
+        self.error = error
+        self.raw_txt = raw_txt if raw_txt is not None else []
+
+    def __repr__(self) -> str:
+        return (f"Result({self.name!r}, {self.rdtype!r}, {self.status!r}, answers={self.answers!r}"
+                f"{f', error={self.error!r}' if self.error else ''})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return all(getattr(self, slot) == getattr(other, slot) for slot in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def temporary(self) -> bool:
@@ -207,17 +229,26 @@ def valid_name(name: str) -> bool:
 # -- the resolver ------------------------------------------------------------
 
 class _Pending:
-    __slots__ = ("key", "wire", "query", "sock", "attempt", "next_send", "server", "error")
+    __slots__ = ("key", "wire", "query_id", "type_code", "sock", "attempt", "next_send", "server", "error")
 
-    def __init__(self, key: tuple[str, str], wire: bytes, query: Any) -> None:
+    def __init__(self, key: tuple[str, str], type_code: int) -> None:
         self.key = key
-        self.wire = wire
-        self.query = query
+        self.type_code = type_code
+        self.query_id = dnswire.new_query_id()
+        self.wire = dnswire.make_query(_dns, self.query_id, key[0], type_code, EDNS_PAYLOAD)
         self.sock: Any = None
         self.attempt = 0
         self.next_send = 0.0
         self.server: tuple[str, int] = ("", 0)
         self.error = "timeout"
+
+    def answer_in(self, wire: bytes) -> dnswire.Answer | None:
+        """The answer to this query in `wire`, or None for a datagram that is
+        malformed or answers something else (never believed, keep waiting)."""
+        try:
+            return dnswire.parse_answer(_dns, wire, self.query_id, self.key[0], self.type_code)
+        except dnswire.MalformedAnswer:
+            return None
 
     def close(self) -> None:
         if self.sock is not None:
@@ -260,13 +291,16 @@ class Resolver:
 
     # -- internals -------------------------------------------------------------
     def _resolve(self, keys: list[tuple[str, str]], deadline: float | None) -> None:
-        dns = load_dnspython()
+        load_dnspython()
         now = time.monotonic()
         end = now + self.timeout if deadline is None else min(deadline, now + self.timeout)
         items = []
         for key in keys:
-            query = dns.message.make_query(key[0] + ".", key[1], use_edns=0, payload=EDNS_PAYLOAD)
-            items.append(_Pending(key, query.to_wire(), query))
+            type_code = dnswire.TYPE_CODES.get(key[1])
+            if type_code is None:
+                self.cache[key] = Result(key[0], key[1], INVALID, error=f"unsupported record type {key[1]}")
+            else:
+                items.append(_Pending(key, type_code))
         try:
             self._run(items, end)
         finally:
@@ -321,7 +355,6 @@ class Resolver:
             item.failed(error.strerror or error)
 
     def _receive(self, item: _Pending, attempts: int) -> None:
-        dns = _dns
         try:
             wire = item.sock.recv(65535)
         except BlockingIOError:
@@ -329,41 +362,38 @@ class Resolver:
         except OSError as error:
             item.failed(error.strerror or error)
             return
-        try:
-            response = dns.message.from_wire(wire, ignore_trailing=True)
-        except Exception:  # a malformed datagram: keep waiting for the real answer
+        answer = item.answer_in(wire)
+        if answer is None:
             return
-        if not item.query.is_response(response):
-            return
-        if response.flags & dns.flags.TC:
-            response = self._tcp(item)
-            if response is None:
+        if answer.truncated:
+            answer = self._tcp(item)
+            if answer is None:
                 return
-        rcode = response.rcode()
-        if rcode == dns.rcode.NXDOMAIN:
+        if answer.rcode == dnswire.NXDOMAIN:
             self._finish(item, Result(*item.key, NXDOMAIN))
-        elif rcode == dns.rcode.NOERROR:
-            self._finish(item, _result_from(*item.key, response))
+        elif answer.rcode == dnswire.NOERROR:
+            self._finish(item, _result_from(*item.key, answer))
         else:
-            item.failed(dns.rcode.to_text(rcode))
+            item.failed(dnswire.rcode_text(answer.rcode))
             if item.attempt >= min(attempts, len(self.servers)):
                 self._finish(item, Result(*item.key, TEMP, error=item.error))
 
-    def _tcp(self, item: _Pending) -> Any:
+    def _tcp(self, item: _Pending) -> dnswire.Answer | None:
         import socket
         import struct
         try:
             with socket.create_connection(item.server, timeout=min(self.timeout, 5)) as sock:
                 sock.sendall(struct.pack("!H", len(item.wire)) + item.wire)
                 size = struct.unpack("!H", _recv_exact(sock, 2))[0]
-                response = _dns.message.from_wire(_recv_exact(sock, size), ignore_trailing=True)
-        except Exception as error:  # network trouble or a malformed answer
+                wire = _recv_exact(sock, size)
+        except OSError as error:
             item.failed(error)
             return None
-        if not item.query.is_response(response):
-            item.failed("mismatched TCP answer")
+        answer = item.answer_in(wire)
+        if answer is None or answer.truncated:
+            item.failed("malformed or mismatched TCP answer")
             return None
-        return response
+        return answer
 
 
 def _recv_exact(sock: Any, size: int) -> bytes:
@@ -376,23 +406,14 @@ def _recv_exact(sock: Any, size: int) -> bytes:
     return data
 
 
-def _result_from(name: str, rdtype: str, response: Any) -> Result:
-    dns = _dns
-    wanted = dns.rdatatype.from_text(rdtype)
+def _result_from(name: str, rdtype: str, answer: dnswire.Answer) -> Result:
     result = Result(name, rdtype, OK)
-    for rrset in response.answer:
-        if rrset.rdtype != wanted:
-            continue
-        for rdata in rrset:
-            if rdtype == "MX":
-                result.answers.append((rdata.preference, rdata.exchange.to_text(omit_final_dot=True).lower()))
-            elif rdtype == "TXT":
-                result.raw_txt.append(list(rdata.strings))
-                result.answers.append(b"".join(rdata.strings).decode("utf-8", "replace"))
-            elif rdtype in ("PTR", "CNAME", "NS"):
-                result.answers.append(rdata.target.to_text(omit_final_dot=True).lower())
-            else:
-                result.answers.append(rdata.to_text())
+    for rdata in answer.records:
+        if rdtype == "TXT":
+            result.raw_txt.append(rdata)
+            result.answers.append(b"".join(rdata).decode("utf-8", "replace"))
+        else:
+            result.answers.append(rdata)
     if not result.answers:
         result.status = NODATA
     return result
