@@ -24,22 +24,22 @@ sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
 
-LIB = "import sys; sys.path.insert(0, %r); " % os.path.join(os.path.dirname(HERE), "lib")
-LEAN = LIB + "import qpsmtpd.dns as d; d.load_dnspython(); "
-SPF = ("import importlib.util as u; s = u.spec_from_file_location('spf_plugin', %r); "
-       "p = u.module_from_spec(s); s.loader.exec_module(p); p.load_spf()"
-       % os.path.join(os.path.dirname(HERE), "plugins", "sender_permitted_from.py"))
+ROOT = os.path.dirname(HERE)
+FEATURES_STAND_IN = ("import sys, types; f = types.ModuleType('dns._features'); f.have = lambda x: False; "
+                     "sys.modules['dns._features'] = f; import dns; dns._features = f; ")
+LEAN = f"import sys; sys.path.insert(0, {os.path.join(ROOT, 'lib')!r}); import qpsmtpd.dns as d; d.load_dnspython(); "
+LOAD_SPF = ("import importlib.util as u; "
+            f"s = u.spec_from_file_location('spf_plugin', {os.path.join(ROOT, 'plugins', 'sender_permitted_from.py')!r}); "
+            "p = u.module_from_spec(s); s.loader.exec_module(p); p.load_spf()")
 
 VARIANTS = [
     ("python3 -c pass", "pass"),
     ("import dns.resolver", "import dns.resolver"),
     ("import dns.message", "import dns.message"),
-    ("dns._features stand-in + dns.message", LEAN.replace("d.load_dnspython(); ", "")
-     + "import types; f = types.ModuleType('dns._features'); f.have = lambda x: False; "
-       "sys.modules['dns._features'] = f; import dns; dns._features = f; import dns.message"),
+    ("dns._features stand-in + dns.message", FEATURES_STAND_IN + "import dns.message"),
     ("qpsmtpd.dns.load_dnspython() (dns.name only)", LEAN),
     ("  + pyspf, plain import", LEAN + "import spf"),
-    ("  + pyspf with stand-ins (load_spf)", LEAN + SPF),
+    ("  + pyspf with stand-ins (load_spf)", LEAN + LOAD_SPF),
 ]
 
 

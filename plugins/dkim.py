@@ -85,7 +85,7 @@ def register(self, qp, *args):
 
 
 def data_post_handler(self, transaction):
-    if self.connection.relay_client or self.connection.notes.get("relayclient"):
+    if self.is_relay_client():
         self.sign_it(transaction)
         return DECLINED
     if self.is_immune():

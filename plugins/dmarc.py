@@ -80,7 +80,7 @@ def register(self, qp, *args):
 
 
 def check_dmarc(self, transaction):
-    if self.connection.relay_client or self.connection.notes.get("relayclient"):
+    if self.is_relay_client():
         self.log(LOGINFO, "skip, relay client")
         return DECLINED
     domain, problem = self.author_domain(transaction)

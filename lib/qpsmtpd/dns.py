@@ -130,13 +130,6 @@ class Result:
         return (f"Result({self.name!r}, {self.rdtype!r}, {self.status!r}, answers={self.answers!r}"
                 f"{f', error={self.error!r}' if self.error else ''})")
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Result):
-            return NotImplemented
-        return all(getattr(self, slot) == getattr(other, slot) for slot in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
-
     @property
     def temporary(self) -> bool:
         return self.status == TEMP

@@ -140,10 +140,15 @@ class PolicyMixin:
         return True
 
     # -- immunity and naughtiness ---------------------------------------------
+    def is_relay_client(self: Any) -> bool:
+        """True when this connection may relay (`relay`, AUTH, or the `relayclient` note)."""
+        connection = self.connection
+        return bool(connection.relay_client or connection.notes.get("relayclient"))
+
     def is_immune(self: Any) -> bool:
         """True for relay clients and whitelisted hosts or senders: policy checks skip them."""
         connection = self.connection
-        if connection.relay_client or connection.notes.get("relayclient"):
+        if self.is_relay_client():
             self.log(LOGINFO, "skip, relay client")
             return True
         if connection.notes.get("whitelisthost"):
