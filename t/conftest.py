@@ -12,6 +12,12 @@ for path in (os.path.join(REPO_DIR, "lib"), TEST_DIR):
         sys.path.insert(0, path)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "components: needs root, Debian packages, real daemons or optional libraries "
+        "(deselect with -m 'not components')")
+
+
 @pytest.fixture
 def pf(postfix):
     """The module's private Postfix (its own `postfix` fixture) with an empty queue."""

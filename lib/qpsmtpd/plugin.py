@@ -24,7 +24,8 @@ import os
 import types
 
 from . import constants
-from .constants import DECLINED, LOGDEBUG, LOGERROR
+from .args import Arguments
+from .constants import DECLINED, LOGDEBUG, LOGERROR, LOGWARN
 from .policy import PolicyMixin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
@@ -50,6 +51,15 @@ _HOOK_SET = frozenset(HOOKS)
 
 class PluginError(Exception):
     """A plugin could not be found, compiled or initialised."""
+
+
+class PluginTimeout(BaseException):
+    """Raised inside a hook that ran past its time limit (`config/plugin_timeout`).
+
+    A BaseException, so that a plugin's `except Exception:` does not swallow
+    it: catch it by name (or use `finally`) to clean up, then let it go.
+    Whatever the hook returns after its limit, the engine answers 451.
+    """
 
 
 def to_identifier(text: str) -> str:
@@ -114,7 +124,8 @@ class Plugin(PolicyMixin):
         self._name = type(self).__name__
         self._isa_child: type | None = None
         self.args: list[str] = []
-        self.opts: dict[str, str] = {}
+        self.opts: dict[str, Any] = {}
+        self.argument_warnings: list[str] = []
 
     # -- context ----------------------------------------------------------
     @property
@@ -214,7 +225,17 @@ class Plugin(PolicyMixin):
     def _register(self, qp: Qpsmtpd, args: list[str]) -> None:
         self._qp = qp
         self.args = list(args)
-        self.opts = parse_args(args)
+        spec = getattr(type(self), "arguments", None)
+        if isinstance(spec, Arguments):
+            parsed = spec.parse(args)
+            if parsed.errors:
+                raise PluginError(f"{self.plugin_name}: bad arguments: {'; '.join(parsed.errors)}")
+            self.opts = parsed.values
+            self.argument_warnings = parsed.warnings
+            for warning in parsed.warnings:
+                qp.log(LOGWARN, f"plugin {self.plugin_name}: {warning}")
+        else:
+            self.opts = parse_args(args)
         init = getattr(self, "init", None)
         if callable(init):
             init(qp, *args)
@@ -345,6 +366,14 @@ class PluginLoader:
         return plugin
 
 
+def _is_method(name: str, function: types.FunctionType) -> bool:
+    """Hooks, init, register and functions whose first parameter is `self` become methods."""
+    if name.startswith("hook_") or name in ("init", "register"):
+        return True
+    code = function.__code__
+    return code.co_argcount > 0 and code.co_varnames[0] == "self"
+
+
 def _class_from_module(module: types.ModuleType, name: str) -> type[Plugin]:
     """The module's own Plugin subclass, or a subclass made from its functions."""
     namespace = vars(module)
@@ -354,6 +383,7 @@ def _class_from_module(module: types.ModuleType, name: str) -> type[Plugin]:
     if own_classes:
         return own_classes[-1]
     methods = {key: value for key, value in namespace.items()
-               if isinstance(value, types.FunctionType) and value.__module__ == module.__name__}
+               if isinstance(value, types.FunctionType) and value.__module__ == module.__name__
+               and _is_method(key, value)}
     class_name = to_identifier(name)
     return type(class_name, (Plugin,), methods)
