@@ -133,6 +133,11 @@ class Plugin(PolicyMixin):
         return self._name
 
     @property
+    def config_name(self) -> str:
+        """The name as written in config/plugins (`virus/clamdscan`, `rcpt_ok:1`)."""
+        return getattr(self, "_config_name", None) or self._name
+
+    @property
     def hook_name(self) -> str | None:
         return self._hook
 
@@ -357,6 +362,7 @@ class PluginLoader:
         plugin_class = self.load_class(file_name)
         plugin = plugin_class()
         plugin._name = name if is_module else escape_plugin_name(name)
+        plugin._config_name = name
         try:
             plugin._register(self.qp, args)
         except PluginError:
