@@ -6,9 +6,8 @@ private directory (``tempfile.mkdtemp()``, mode 0755, so daemons that drop to
 until the daemon really answers its protocol, yields an object describing it,
 and stops it cleanly on exit. Tests can therefore run in parallel.
 
-The recipes behind this module are in ``shared/real-components.md`` (next to
-the repository). Only the standard library is used, so the module can be
-imported without pytest.
+Everything a helper runs is in the repository (``t/bin/``). Only the
+standard library is used, so the module can be imported without pytest.
 
 Failure policy: a missing binary, a daemon that exits early or does not answer
 in time raises :class:`ComponentError` with the tail of the daemon's logs. No
@@ -39,8 +38,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T_BIN = REPO_ROOT / "t" / "bin"
-SHARED_TOOLS = REPO_ROOT.parent / "shared" / "tools"
-POSTFIX_QMQP_SCRIPT = SHARED_TOOLS / "postfix-qmqp.sh"
 POSTFIX_PRIVATE_SCRIPT = T_BIN / "postfix-private.sh"
 QMAIL_QUEUE_DOUBLE = T_BIN / "qmail-queue-double"
 
@@ -929,26 +926,14 @@ def _check_postfix(mode: str) -> None:
 
 @contextlib.contextmanager
 def postfix_qmqp(mode: str = "hold") -> Iterator[Postfix]:
-    """A private Postfix with qmqpd on 127.0.0.1, via shared/tools/postfix-qmqp.sh.
+    """A private Postfix whose only listener is qmqpd on 127.0.0.1.
 
+    The same instance as :func:`postfix_private` without smtpd.
     ``mode="hold"``: every message stays in the hold queue (header_checks
-    HOLD; mail sent to ``cleanup_socket`` without the FILTER flag would be
-    discarded -- use :func:`postfix_private` for that). ``mode="file"``: every
-    message is delivered to ``out_dir/<qid>.<pid>.eml``, one file per
-    recipient -- but the shared script lacks
-    ``filedump_destination_recipient_limit = 1``, so a message with several
-    recipients in one domain is deferred ("pipe flag D requires ...");
-    :func:`postfix_private` has the fix. Root only.
+    HOLD). ``mode="file"``: every message is delivered to
+    ``out_dir/<qid>.<pid>.eml``, one file per recipient. Root only.
     """
-    _check_postfix(mode)
-    if not POSTFIX_QMQP_SCRIPT.is_file():
-        raise ComponentError(f"{POSTFIX_QMQP_SCRIPT} not found (shared/ must be next to the repository)")
-
-    def start() -> Postfix:
-        port = free_port()
-        return _start_postfix(POSTFIX_QMQP_SCRIPT, [str(port), mode], mode, port, None)
-
-    with _running(start, _postfix_probe) as daemon:
+    with postfix_private(mode, qmqp=True, smtpd=False) as daemon:
         yield daemon
 
 
@@ -964,7 +949,8 @@ def postfix_private(mode: str = "hold", qmqp: bool = True, smtpd: bool = True) -
     ``mode="hold"``: nothing ever leaves the queue (there is no qmgr):
     mail from qmqpd/smtpd goes to ``hold``; mail sent to the cleanup socket
     without the FILTER flag stays in ``incoming``. Read it with :meth:`Postfix.read`.
-    ``mode="file"``: delivered to ``out_dir`` as in :func:`postfix_qmqp`.
+    ``mode="file"``: every message is delivered by pipe(8) to
+    ``out_dir/<qid>.<pid>.eml``, one file per recipient.
     Root only.
     """
     _check_postfix(mode)

@@ -15,10 +15,10 @@
 #           file          : every message is delivered by pipe(8) to
 #                           BASEDIR/out/<queue_id>.<pid>.eml (one per recipient)
 #
-# Modeled on shared/tools/postfix-qmqp.sh. Differences: optional smtpd
-# listener (relay allowed from 127.0.0.0/8, no DNS lookups, no error delays),
-# no qmgr in hold mode, and spool/public is mode 0711 so that an unprivileged
-# client (e.g. a server run by xinetd as nobody) can reach public/cleanup.
+# The smtpd listener relays for 127.0.0.0/8 (no DNS lookups, no error
+# delays); hold mode runs no qmgr; spool/public is mode 0711 so that an
+# unprivileged client (e.g. a server run by xinetd as nobody) can reach
+# public/cleanup.
 #
 # Runs master(8) in the foreground (exec), so the PID of this script becomes
 # the master PID; stop it with SIGTERM. Must run as root.
