@@ -1,0 +1,63 @@
+"""Real daemons for the tests of the plugins ported from the Perl qpsmtpd (issue 16).
+
+Each ``with`` helper starts one real daemon in a private directory (unix
+sockets there, TCP on a free 127.0.0.1 port), waits until it answers its
+protocol, yields a description and stops it on exit, using the life cycle
+of ``components`` (``Daemon``, ``_running``): a missing binary or a daemon
+that does not come up raises ``ComponentError`` with its log, never a skip.
+
+* ``cvm_pwfile(passwd_lines)`` — Debian's ``cvm-pwfile`` serving a private
+  password file on a ``cvm-local:`` socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from components import Daemon, _running, _spawn, find_binary, private_dir
+
+
+def _unix_socket_answers(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# cvm (Credential Validation Modules)
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cvm(Daemon):
+    socket_path: Path = Path()
+    passwd_path: Path = Path()
+
+
+@contextlib.contextmanager
+def cvm_pwfile(passwd_lines: Sequence[str]) -> Iterator[Cvm]:
+    """``cvm-pwfile cvm-local:<dir>/cvm.sock`` over a private passwd-format file (clear-text passwords)."""
+    binary = find_binary("cvm-pwfile")
+
+    def start() -> Cvm:
+        base = private_dir("qpsmtpd-cvm-")
+        passwd = base / "passwd"
+        passwd.write_text("".join(line + "\n" for line in passwd_lines))
+        sock = base / "cvm.sock"
+        env = {**os.environ, "CVM_PWFILE_PATH": str(passwd)}
+        proc = _spawn([binary, f"cvm-local:{sock}"], base / "cvm.log", env=env)
+        return Cvm("cvm-pwfile", proc, base, base / "cvm.log", socket_path=sock, passwd_path=passwd)
+
+    with _running(start, lambda daemon: lambda: _unix_socket_answers(daemon.socket_path)) as daemon:
+        yield daemon
