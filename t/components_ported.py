@@ -8,6 +8,8 @@ that does not come up raises ``ComponentError`` with its log, never a skip.
 
 * ``cvm_pwfile(passwd_lines)`` — Debian's ``cvm-pwfile`` serving a private
   password file on a ``cvm-local:`` socket.
+* ``slapd(suffix, ldif)`` — OpenLDAP's ``slapd`` with a private slapd.conf
+  (mdb backend) and a tree loaded with ``slapadd``, on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from components import Daemon, _running, _spawn, find_binary, private_dir
+from components import LOCALHOST, ComponentError, Daemon, _running, _spawn, find_binary, free_port, private_dir
 
 
 def _unix_socket_answers(path: Path) -> bool:
@@ -60,4 +62,58 @@ def cvm_pwfile(passwd_lines: Sequence[str]) -> Iterator[Cvm]:
         return Cvm("cvm-pwfile", proc, base, base / "cvm.log", socket_path=sock, passwd_path=passwd)
 
     with _running(start, lambda daemon: lambda: _unix_socket_answers(daemon.socket_path)) as daemon:
+        yield daemon
+
+
+# --------------------------------------------------------------------------
+# slapd (OpenLDAP)
+# --------------------------------------------------------------------------
+
+SLAPD_CONF = """\
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+pidfile {base}/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+maxsize 10485760
+suffix "{suffix}"
+rootdn "cn=admin,{suffix}"
+directory {base}/db
+"""
+
+
+def _tcp_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((LOCALHOST, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def slapd(suffix: str, ldif: str) -> Iterator[Daemon]:
+    """``slapd -d 0`` (foreground) serving ``ldif`` below ``suffix``; anonymous read, simple binds."""
+    binary = find_binary("slapd")
+    slapadd = find_binary("slapadd")
+
+    def start() -> Daemon:
+        import subprocess
+        base = private_dir("qpsmtpd-slapd-")
+        (base / "db").mkdir()
+        conf = base / "slapd.conf"
+        conf.write_text(SLAPD_CONF.format(base=base, suffix=suffix))
+        (base / "tree.ldif").write_text(ldif)
+        loaded = subprocess.run([slapadd, "-f", str(conf), "-l", str(base / "tree.ldif")],
+                                capture_output=True, text=True, timeout=30)
+        if loaded.returncode != 0:
+            raise ComponentError(f"slapadd failed: {loaded.stderr}")
+        port = free_port()
+        proc = _spawn([binary, "-d", "0", "-f", str(conf), "-h", f"ldap://{LOCALHOST}:{port}/"],
+                      base / "slapd.log")
+        return Daemon("slapd", proc, base, base / "slapd.log", port=port)
+
+    with _running(start, lambda daemon: lambda: _tcp_answers(daemon.port)) as daemon:
         yield daemon
