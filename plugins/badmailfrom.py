@@ -36,6 +36,8 @@ the connection 1 karma.
     naughty reject data
 """
 
+from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO, LOGDEBUG
+
 
 DEFAULT_REASON = "Your envelope sender is in my badmailfrom list"
 REGEXP_CHARS = frozenset("/^$*+!%?\\")

@@ -24,6 +24,8 @@ blocked.  Other recipients of the same message are accepted.
 `badmailfromto`.
 """
 
+from qpsmtpd.constants import DENY, DECLINED, LOGWARN, LOGINFO, LOGDEBUG
+
 
 def hook_mail(self, transaction, sender, params=None):
     lines = self.qp.config("badmailfromto")

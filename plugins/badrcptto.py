@@ -31,6 +31,7 @@ checked.
 
 
 from qpsmtpd import dsn
+from qpsmtpd.constants import DENY, DECLINED, LOGERROR, LOGWARN, LOGINFO, LOGDEBUG
 
 REGEXP_CHARS = frozenset("/^$*+!%?\\")
 

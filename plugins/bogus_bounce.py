@@ -25,6 +25,8 @@ Or the common `reject 0|1|naughty` and `reject_type perm|temp|...`
     bogus_bounce deny
 """
 
+from qpsmtpd.constants import DECLINED, LOGINFO
+
 
 def register(self, qp, *args):
     if len(args) % 2:

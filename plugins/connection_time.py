@@ -15,6 +15,8 @@ a single word is the log level itself, as in older qpsmtpd
 (`connection_time LOGNOTICE` or `connection_time 5`).
 """
 
+from qpsmtpd.constants import DECLINED, LOGERROR, LOGINFO, LOGDEBUG, log_level
+
 
 def register(self, qp, *args):
     if len(args) == 1:

@@ -21,6 +21,8 @@ leave some messages out.
 None.
 """
 
+from qpsmtpd.constants import DECLINED, LOGERROR
+
 
 def register(self, qp, *args):
     if self.content_log_enabled():

@@ -18,6 +18,8 @@ One number: how many unrecognized commands end the connection (default 4).
     count_unrecognized_commands 4
 """
 
+from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, LOGWARN, LOGINFO
+
 
 def register(self, qp, *args):
     self.max_unrecognized = 4

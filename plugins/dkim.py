@@ -69,6 +69,7 @@ Transaction notes: `dkim_result` (the message's result), `dkim_signatures`
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import DENYSOFT, DECLINED, LOGERROR, LOGWARN, LOGINFO
 
 MAX_SIGNATURES = 10
 PRIORITY = ("pass", "temperror", "fail", "invalid")

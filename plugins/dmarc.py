@@ -65,6 +65,7 @@ All at the end of DATA:
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import DENYSOFT, DECLINED, LOGERROR, LOGINFO
 
 TAG_DEFAULTS = {"p": "", "sp": "", "pct": "100", "adkim": "r", "aspf": "r"}
 POLICIES = ("none", "quarantine", "reject")

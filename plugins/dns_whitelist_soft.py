@@ -32,6 +32,7 @@ ignored):
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import DECLINED, LOGERROR, LOGNOTICE, LOGINFO, LOGDEBUG
 
 
 def hook_connect(self, transaction):

@@ -56,6 +56,8 @@ reach a human.
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT, DECLINED,
+                               LOGERROR, LOGWARN, LOGINFO, LOGDEBUG)
 
 SPECIAL_USERS = ("postmaster", "abuse", "mailer-daemon", "root")
 

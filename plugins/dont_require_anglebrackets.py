@@ -14,6 +14,8 @@ Each address that needed brackets costs the connection 2 karma.
 None.
 """
 
+from qpsmtpd.constants import OK, LOGINFO
+
 
 def hook_mail_pre(self, transaction, address, params=None):
     return OK, self.add_brackets(address, "MAIL")

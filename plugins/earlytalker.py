@@ -31,6 +31,8 @@ talker gets the connection note `earlytalker` and loses 1 karma.
     earlytalker wait 2 check-at CONNECT check-at DATA reject_type temp
 """
 
+from qpsmtpd.constants import DECLINED, LOGERROR, LOGWARN, LOGINFO
+
 
 def register(self, qp, *args):
     if len(args) % 2:

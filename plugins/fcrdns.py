@@ -28,6 +28,7 @@ it by one.
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import DECLINED, LOGNOTICE, LOGINFO, LOGDEBUG
 
 
 def register(self, qp, *args):

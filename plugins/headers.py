@@ -35,6 +35,9 @@ next message of the connection is judged on its own.
     headers require From,Date future 2 past 15
 """
 
+from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO
+
+
 SINGULAR_HEADERS = ("Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
                     "Message-Id", "In-Reply-To", "References", "Subject")
 

@@ -63,6 +63,9 @@ Relay clients and whitelisted hosts are not checked.  A failed test costs
     helo policy rfc reject naughty
 """
 
+from qpsmtpd.constants import DECLINED, LOGERROR, LOGWARN, LOGNOTICE, LOGINFO, LOGDEBUG
+
+
 LENIENT_TESTS = ["is_in_badhelo", "invalid_localhost", "is_forged_literal", "is_plain_ip"]
 RFC_TESTS = ["is_not_fqdn", "no_forward_dns", "no_reverse_dns"]
 STRICT_TESTS = ["is_address_literal", "no_matching_dns"]

@@ -28,6 +28,7 @@ Relative paths are relative to the installation directory (where
 
 import os
 import re
+from qpsmtpd.constants import OK, DONE, LOGERROR, LOGWARN
 
 SAFE_PATH = re.compile(r"[\w.\-/]+")
 

@@ -35,6 +35,8 @@ None.
 `hosts_allow`.
 """
 
+from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO, LOGDEBUG, return_code
+
 
 def hook_connect(self, transaction):
     result = self.in_hosts_allow(self.connection.remote_ip)

@@ -21,6 +21,9 @@ The URLs, in order.
     http_config http://localhost/~smtpd/config/ http://www.example.com/cgi-bin/qp?config=
 """
 
+from qpsmtpd.constants import OK, DECLINED, LOGWARN, LOGNOTICE, LOGDEBUG
+
+
 TIMEOUT = 5.0
 
 

@@ -21,6 +21,8 @@ the plugin logs an error and stays inactive.
     loadcheck max_load 12 cache_time 30
 """
 
+from qpsmtpd.constants import DENYSOFT, DECLINED, LOGERROR, LOGWARN, LOGDEBUG
+
 
 def register(self, qp, *args):
     self.opts.setdefault("max_load", "7")

@@ -15,6 +15,8 @@ One number: the maximum number of hops (default 100, as qmail-smtpd).
     loop 50
 """
 
+from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO
+
 
 def init(self, qp, *args):
     self.max_hops = 100

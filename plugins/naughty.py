@@ -36,6 +36,9 @@ The reply code follows the stage: 550 at connect/MAIL/RCPT, 554 at DATA,
     naughty reject data
 """
 
+from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, LOGERROR, LOGINFO, LOGDEBUG
+
+
 STAGES = ("connect", "mail", "rcpt", "data", "data_post", "hook_queue_post")
 
 

@@ -18,6 +18,8 @@ One number: the limit (default 3).
     noop_counter 5
 """
 
+from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, LOGINFO
+
 
 def register(self, qp, *args):
     self.noop_count = 0

@@ -20,6 +20,7 @@ None.
 """
 
 import re
+from qpsmtpd.constants import OK, DENY, DECLINED, LOGDEBUG
 
 
 def hook_mail_parse(self, transaction, line=None):

@@ -14,6 +14,9 @@ When `fortune` is not installed the plugin does nothing.
 `fortune PATH` — another fortune program (default `/usr/games/fortune`).
 """
 
+from qpsmtpd.constants import DECLINED, DONE, LOGWARN
+
+
 FORTUNE = "/usr/games/fortune"
 
 

@@ -20,6 +20,8 @@ One number: the failure percentage.
     random_error 5
 """
 
+from qpsmtpd.constants import DENYSOFT, DENYSOFT_DISCONNECT, DECLINED, LOGINFO
+
 
 def register(self, qp, *args):
     if len(args) > 1:

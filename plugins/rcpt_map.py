@@ -33,6 +33,7 @@ Use one instance per domain (`rcpt_map:1 ...`).
 """
 
 import os
+from qpsmtpd.constants import DENY, DECLINED, LOGERROR, LOGDEBUG, return_code
 
 
 def register(self, qp, *args):

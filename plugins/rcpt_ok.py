@@ -34,6 +34,7 @@ None besides the common `loglevel N`.
 """
 
 from qpsmtpd import dsn
+from qpsmtpd.constants import OK, LOGINFO
 
 
 def hook_rcpt(self, transaction, recipient, params=None):

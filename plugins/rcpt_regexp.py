@@ -27,6 +27,7 @@ None.
 """
 
 import re
+from qpsmtpd.constants import DECLINED, LOGWARN, LOGDEBUG, return_code
 
 
 def hook_rcpt(self, transaction, recipient, params=None):

@@ -40,6 +40,8 @@ other rcpt plugins then.
     relay only 1
 """
 
+from qpsmtpd.constants import OK, DENY, DECLINED, LOGERROR, LOGWARN, LOGINFO, LOGDEBUG
+
 
 def register(self, qp, *args):
     if len(args) % 2:

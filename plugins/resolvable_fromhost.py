@@ -37,6 +37,8 @@ CIDR form, one per line) that do not count as an address.
 """
 
 from qpsmtpd import dns, dsn
+from qpsmtpd.constants import (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT, DECLINED,
+                               LOGWARN, LOGINFO, LOGDEBUG)
 
 SUCCESS = ("mx", "a", "ip", "null", "whitelist", "naughty")
 

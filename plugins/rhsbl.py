@@ -32,6 +32,7 @@ are logged and the mail is let through.
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import DECLINED, LOGCRIT, LOGINFO
 
 
 def register(self, qp, *args):

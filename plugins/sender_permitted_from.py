@@ -46,6 +46,7 @@ Transaction notes: `spfquery` (a dict: `code`, `why`, `header`),
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import DENY, DENYSOFT, DECLINED, LOGERROR, LOGINFO
 
 _spf = None
 

@@ -54,6 +54,7 @@ before the greeting.  A failed handshake ends the connection.
 """
 
 import os
+from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, DONE, LOGERROR, LOGINFO, LOGDEBUG
 
 
 def register(self, qp, *args):

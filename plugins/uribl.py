@@ -47,6 +47,7 @@ ANDed with the answer's address (`127.0.0.2` → 2).  Actions: `add-header`
 """
 
 from qpsmtpd import dns
+from qpsmtpd.constants import DENY, DENYSOFT, DECLINED, LOGERROR, LOGWARN, LOGINFO, LOGDEBUG
 
 ACTIONS = ("add-header", "deny", "denysoft", "log")
 DEFAULT_MASK = 0x00FFFFFF

@@ -19,6 +19,7 @@ user part of the address, `%h` by the domain and `%a` by the whole address
 """
 
 import re
+from qpsmtpd.constants import OK, DECLINED, LOGNOTICE, LOGDEBUG
 
 UNSAFE_PART = re.compile(r"/|^\.|[\x00-\x1f\x7f]")
 

@@ -39,6 +39,8 @@ not with `per_recipient`).
     whitelist per_recipient 1 merge 0
 """
 
+from qpsmtpd.constants import OK, DECLINED, LOGCRIT, LOGDEBUG
+
 
 def register(self, qp, *args):
     self.per_recipient = self.flag("per_recipient", False)

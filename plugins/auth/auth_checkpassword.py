@@ -38,6 +38,7 @@ program setuid, or name a wrapper script that calls `sudo -C4 ...`.
 """
 
 import os
+from qpsmtpd.constants import OK, DECLINED, LOGERROR, LOGNOTICE, LOGINFO
 
 TIMEOUT = 30
 

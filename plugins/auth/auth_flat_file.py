@@ -28,6 +28,9 @@ the wire.
 * right password: `OK`.
 """
 
+from qpsmtpd.constants import DENY, DECLINED, LOGINFO
+
+
 def register(self, qp, *args):
     for hook in ("auth-plain", "auth-login", "auth-cram-md5"):
         self.register_hook(hook, "auth_flat_file")

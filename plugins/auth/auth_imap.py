@@ -29,6 +29,7 @@ literals when they hold characters a quoted string cannot carry.
 """
 
 import re
+from qpsmtpd.constants import OK, DENY, DECLINED, LOGERROR, LOGWARN, LOGINFO
 
 TIMEOUT = 10.0
 

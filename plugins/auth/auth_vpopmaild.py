@@ -23,6 +23,7 @@ clear password).
 """
 
 import re
+from qpsmtpd.constants import OK, DECLINED, LOGERROR, LOGNOTICE, LOGINFO, LOGDEBUG
 
 TIMEOUT = 10.0
 _SAFE = re.compile(r"[^\s\x00-\x1f\x7f]+")

@@ -9,6 +9,8 @@ PLAIN, LOGIN and CRAM-MD5 are advertised) and fails every attempt with
 unless another auth plugin accepted the user first.  Not for production.
 """
 
+from qpsmtpd.constants import DECLINED, LOGWARN
+
 
 def hook_auth(self, transaction, method, user, pass_clear, pass_hash, ticket=None):
     self.log(LOGWARN, "fail: cannot authenticate")

@@ -35,6 +35,7 @@ Nothing is written when stderr is the client's socket (xinetd).
 import os
 
 from qpsmtpd.logline import line_prefix, parse_level, write_stderr
+from qpsmtpd.constants import DECLINED, LOGERROR, LOGWARN, LOGINFO
 
 
 def register(self, qp, *args):

@@ -12,6 +12,8 @@ None.
     logging/devnull
 """
 
+from qpsmtpd.constants import DECLINED
+
 
 def hook_logging(self, transaction, trace, hook, plugin, message):
     return DECLINED

@@ -55,6 +55,7 @@ import re
 import time
 
 from qpsmtpd.logline import line_prefix, parse_level
+from qpsmtpd.constants import DECLINED
 
 _OPTIONS_WITH_VALUE = ("loglevel", "tsformat")
 

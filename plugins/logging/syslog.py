@@ -44,6 +44,7 @@ import os
 
 from qpsmtpd.logline import line_prefix, parse_level
 import time
+from qpsmtpd.constants import DECLINED
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,

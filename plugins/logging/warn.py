@@ -34,6 +34,7 @@ List it in `config/logging` (or `config/plugins`):
 import os
 
 from qpsmtpd.logline import line_prefix, parse_level, write_stderr
+from qpsmtpd.constants import DECLINED, LOGINFO
 
 
 def register(self, qp, level=None):

@@ -13,6 +13,9 @@ header (`TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA`), gets
 None.
 """
 
+from qpsmtpd.constants import DENY, DECLINED, LOGINFO
+
+
 SIGNATURE = b"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA"
 
 
