@@ -6,9 +6,13 @@ A plugin file is Python.  The simplest one is a module with one function:
         return DENYSOFT, "Sorry, server is temporarily unavailable."
 
 Module-level functions become methods of a `Plugin` subclass made for the
-file; a file may instead define its own `class ...(Plugin)`.  Every
-constant of `qpsmtpd.constants` and the name `Plugin` are already in the
-file's namespace.  `init(self, qp, *args)` runs first, then every
+file (hooks, `init`, `register` and functions whose first parameter is
+`self`; other functions stay plain helpers), and a module-level
+`arguments = Arguments(...)` becomes the class's argument spec; a file may
+instead define its own `class ...(Plugin)`.  Shipped plugins import what
+they use (`from qpsmtpd.constants import DENY`); for admins' own short
+plugins every constant of `qpsmtpd.constants` and the name `Plugin` are
+already in the file's namespace.  `init(self, qp, *args)` runs first, then every
 `hook_<name>` method is registered (hook names translated with `s/\\W/_/g`,
 so `auth-cram-md5` is `hook_auth_cram_md5`), then `register(self, qp,
 *args)`.  `isa_plugin("rcpt_ok")` in `init` makes the plugin inherit from
@@ -388,8 +392,11 @@ def _class_from_module(module: types.ModuleType, name: str) -> type[Plugin]:
                    and value.__module__ == module.__name__]
     if own_classes:
         return own_classes[-1]
-    methods = {key: value for key, value in namespace.items()
-               if isinstance(value, types.FunctionType) and value.__module__ == module.__name__
-               and _is_method(key, value)}
+    methods: dict[str, Any] = {key: value for key, value in namespace.items()
+                               if isinstance(value, types.FunctionType) and value.__module__ == module.__name__
+                               and _is_method(key, value)}
+    spec = namespace.get("arguments")
+    if isinstance(spec, Arguments):  # a module-level `arguments = Arguments(...)`
+        methods["arguments"] = spec
     class_name = to_identifier(name)
     return type(class_name, (Plugin,), methods)
