@@ -66,3 +66,21 @@ def test_iter_message_is_header_then_body():
     txn.header.add("Received", "x", 0)
     assert b"".join(txn.iter_message(block_size=2)) == b"Received: x\nA: 1\n\nbody\n"
     assert txn.message_size() == len(b"Received: x\nA: 1\n\nbody\n")
+
+
+def test_body_replace_keeps_header_and_spools_big_bodies():
+    """body_replace (milter body replacement): header kept, separator written, new body streamed."""
+    import io
+
+    from qpsmtpd.header import Header
+
+    txn = make_qp(10).transaction
+    txn.body_write(b"Subject: x\n")
+    txn.set_body_start()
+    txn.header = Header(["Subject: x\n"])
+    txn.body_write(b"\nold body line\n" * 5)
+    assert txn.body_fh() is not None  # spooled to disk
+    txn.body_replace(io.BytesIO(b"new\nbody\n"))
+    assert b"".join(txn.iter_message()) == b"Subject: x\n\nnew\nbody\n"
+    assert txn.body_length() == len(b"\nnew\nbody\n")
+    txn.close()

@@ -151,6 +151,24 @@ class Transaction:
         self._read_pos += len(data)
         return data
 
+    def body_replace(self, source: IO[bytes], block_size: int = BLOCK_SIZE) -> None:
+        """Replace the body with the content of `source` (LF line ends, read in blocks).
+
+        The header is kept; the blank separator line is written before the new
+        body, so `iter_message()` yields the header, then the new body.
+        """
+        if self._file is not None:
+            self._file.seek(self._body_start)
+            self._file.truncate()
+        else:
+            assert self._memory is not None
+            del self._memory[self._body_start:]
+        self._size = self._body_start
+        self._read_pos = self._body_start
+        self.body_write(b"\n")
+        for block in iter(lambda: source.read(block_size), b""):
+            self.body_write(block)
+
     def body_as_bytes(self) -> bytes:
         self.body_resetpos()
         return b"".join(iter(lambda: self.body_read(1 << 20), b""))
