@@ -10,6 +10,9 @@ that does not come up raises ``ComponentError`` with its log, never a skip.
   password file on a ``cvm-local:`` socket.
 * ``slapd(suffix, ldif)`` — OpenLDAP's ``slapd`` with a private slapd.conf
   (mdb backend) and a tree loaded with ``slapadd``, on 127.0.0.1.
+* ``mariadb(sql)`` — MariaDB's ``mariadbd`` on a data directory made by
+  ``mariadb-install-db``, socket in its private directory and a TCP port on
+  127.0.0.1; ``sql`` is run as root once it is up.
 """
 
 from __future__ import annotations
@@ -116,4 +119,54 @@ def slapd(suffix: str, ldif: str) -> Iterator[Daemon]:
         return Daemon("slapd", proc, base, base / "slapd.log", port=port)
 
     with _running(start, lambda daemon: lambda: _tcp_answers(daemon.port)) as daemon:
+        yield daemon
+
+
+# --------------------------------------------------------------------------
+# MariaDB
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class MariaDB(Daemon):
+    socket_path: Path = Path()
+
+    def sql(self, statements: str) -> str:
+        """Run SQL as the server's root user (over the socket); its output."""
+        import subprocess
+        client = find_binary("mariadb")
+        done = subprocess.run([client, "--no-defaults", "-S", str(self.socket_path), "-uroot", "--batch"],
+                              input=statements, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise ComponentError(f"mariadb client failed: {done.stderr}\n{self.logs()}")
+        return done.stdout
+
+
+@contextlib.contextmanager
+def mariadb(sql: str = "") -> Iterator[MariaDB]:
+    """A private MariaDB server; ``sql`` (schema, users, rows) run as root once it answers."""
+    binary = find_binary("mariadbd")
+    install_db = find_binary("mariadb-install-db")
+
+    def start() -> MariaDB:
+        import subprocess
+        base = private_dir("qpsmtpd-mariadb-")
+        data = base / "data"
+        installed = subprocess.run([install_db, "--no-defaults", f"--datadir={data}", "--user=root",
+                                    "--auth-root-authentication-method=socket", "--skip-test-db"],
+                                   capture_output=True, text=True, timeout=120)
+        if installed.returncode != 0:
+            raise ComponentError(f"mariadb-install-db failed: {installed.stderr[-2000:]}")
+        port = free_port()
+        sock = base / "mysqld.sock"
+        proc = _spawn([binary, "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
+                       f"--bind-address={LOCALHOST}", "--user=root", f"--pid-file={base}/mysqld.pid",
+                       f"--log-error={base}/error.log", "--skip-log-bin", "--innodb-buffer-pool-size=16M",
+                       "--skip-name-resolve"], base / "stdout.log")
+        return MariaDB("mariadbd", proc, base, base / "error.log", port=port, socket_path=sock,
+                       log_paths=[base / "stdout.log"])
+
+    with _running(start, lambda daemon: lambda: _unix_socket_answers(daemon.socket_path), timeout=60) as daemon:
+        if sql:
+            daemon.sql(sql)
         yield daemon
