@@ -14,6 +14,12 @@ list it before the plugins it should override.
 | `whitelistsenders` | MAIL | transaction `whitelistsender` | the sender address or its domain |
 | `whitelistrcpt` | RCPT | transaction `whitelistrcpt` (count of such recipients) | the recipient address or its domain |
 
+At RCPT (`whitelistrcpt`, and every check with `per_recipient`) a match
+answers OK only for a recipient in a local domain (`me`, `rcpthosts`,
+`morercpthosts.cdb`, no routing characters in the local part) or for a
+relay client; for any other recipient it answers DECLINED and `rcpt_ok`
+decides: whitelisting skips checks, it never lets mail relay.
+
 A whitelisted host or client gains 5 karma.  The sender and recipient
 marks belong to the message: the next MAIL starts without them.
 
@@ -39,7 +45,7 @@ not with `per_recipient`).
     whitelist per_recipient 1 merge 0
 """
 
-from qpsmtpd.constants import OK, DECLINED, LOGCRIT, LOGDEBUG
+from qpsmtpd.constants import OK, DECLINED, LOGCRIT, LOGDEBUG, LOGINFO
 
 
 def register(self, qp, *args):
@@ -97,13 +103,13 @@ def check_host(self, transaction, rcpt=None, *args):
         self.connection.notes["whitelistclient"] = 1
         self.log(LOGCRIT, f"pass, {ip} is whitelisted client")
         self.adjust_karma(5)
-        return OK
+        return self.verdict(rcpt if self.per_recipient else None)
     for entry in self.lines("whitelisthosts", rcpt if self.per_recipient else None):
         if entry == ip or ip.startswith(entry):
             self.connection.notes["whitelisthost"] = 1
             self.log(LOGCRIT, f"pass, {ip} is a whitelisted host")
             self.adjust_karma(5)
-            return OK
+            return self.verdict(rcpt if self.per_recipient else None)
         try:
             inside = ipaddress.ip_address(ip) in ipaddress.ip_network(entry, strict=False)
         except (ValueError, TypeError):
@@ -112,7 +118,7 @@ def check_host(self, transaction, rcpt=None, *args):
             self.connection.notes["whitelisthost"] = 1
             self.log(LOGCRIT, f"pass, {ip} is in a whitelisted block")
             self.adjust_karma(5)
-            return OK
+            return self.verdict(rcpt if self.per_recipient else None)
     self.log(LOGDEBUG, f"skip: {ip} is not whitelisted")
     return DECLINED
 
@@ -130,7 +136,7 @@ def check_helo(self, transaction, helo=None, *args):
         if helo and entry.lower() == helo.lower():
             self.connection.notes["whitelisthelo"] = 1
             self.log(LOGCRIT, f"helo host {helo} in whitelisthelo")
-            return OK
+            return self.verdict(rcpt)
     return DECLINED
 
 
@@ -146,7 +152,7 @@ def check_sender(self, transaction, sender=None, *args):
         if entry in (address, host):
             (rcpt.notes if rcpt is not None else transaction.notes)["whitelistsender"] = 1
             self.log(LOGCRIT, f"envelope sender {address} in whitelistsenders")
-            return OK
+            return self.verdict(rcpt)
     return DECLINED
 
 
@@ -159,5 +165,14 @@ def check_rcpt(self, transaction, rcpt=None, *args):
         if entry in (address, host):
             transaction.notes["whitelistrcpt"] = (transaction.notes.get("whitelistrcpt") or 0) + 1
             self.log(LOGCRIT, f"recipient {address} in whitelistrcpt")
-            return OK
+            return self.verdict(rcpt)
+    return DECLINED
+
+
+def verdict(self, rcpt=None):
+    """OK for a match; at RCPT only for mail that stays here (or a relay client):
+    whitelisting skips checks, it never opens the relay."""
+    if rcpt is None or self.is_relay_client() or self.is_local_recipient(rcpt):
+        return OK
+    self.log(LOGINFO, f"whitelisted, but {rcpt.format()} is not local: the relay check decides")
     return DECLINED

@@ -139,6 +139,60 @@ class PolicyMixin:
             return False
         return True
 
+    # -- relaying -------------------------------------------------------------
+    # Only relay decisions (relay, AUTH, the relayclient note) let a recipient in a
+    # foreign domain through; immunity (whitelists) only skips checks.
+    def recipient_domain(self: Any, recipient: Any) -> str | None:
+        """The domain a recipient is for (lower case): an address literal of this
+        server counts as `localiphost` (default `me`), a bare postmaster/abuse as `me`;
+        None when there is none to check."""
+        if not recipient:
+            return None
+        if recipient.host:
+            host = recipient.host.lower()
+            local_ip = self.connection.local_ip
+            if local_ip and host in (f"[{local_ip}]", f"[ipv6:{local_ip}]".lower()):
+                return str(self.qp.config_value("localiphost") or self.qp.config_value("me", "")).lower()
+            return host
+        if (recipient.user or "").lower() in ("postmaster", "abuse"):
+            return str(self.qp.config_value("me", "")).lower()
+        return None
+
+    def is_local_domain(self: Any, host: str) -> bool:
+        """True when `host` is `me`, in `rcpthosts` (`.domain` for subdomains) or `morercpthosts.cdb`."""
+        for allowed in self.qp.config("me") + self.qp.config("rcpthosts"):
+            allowed = allowed.strip().lower()
+            if not allowed:
+                continue
+            if host == allowed:
+                self.log(LOGINFO, f"pass: {host} in rcpthosts")
+                return True
+            if allowed.startswith(".") and host.endswith(allowed):
+                self.log(LOGINFO, f"pass: {host} in rcpthosts as {allowed}")
+                return True
+        if host in self.qp.config("morercpthosts", "map"):
+            self.log(LOGINFO, f"pass: {host} found in morercpthosts")
+            return True
+        self.log(LOGINFO, f"fail: {host} not in rcpthosts or morercpthosts")
+        return False
+
+    @staticmethod
+    def has_routing(recipient: Any) -> bool:
+        """True for a local part that routes onwards on many MTAs: `a@b` (quoted), `a%b`, `b!a`."""
+        user = getattr(recipient, "user", None) or ""
+        return "@" in user or "%" in user or "!" in user
+
+    def is_local_recipient(self: Any, recipient: Any) -> bool:
+        """True when mail for `recipient` stays here: a local domain and no routing in the
+        local part (a next hop would relay `"x@evil"@local`, `x%evil@local`, `evil!x@local`)."""
+        host = self.recipient_domain(recipient)
+        if not host or not self.is_local_domain(host):
+            return False
+        if self.has_routing(recipient):
+            self.log(LOGINFO, f"fail: routing characters in the local part of {recipient.format()}")
+            return False
+        return True
+
     # -- immunity and naughtiness ---------------------------------------------
     def is_relay_client(self: Any) -> bool:
         """True when this connection may relay (`relay`, AUTH, or the `relayclient` note)."""
