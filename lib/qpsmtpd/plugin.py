@@ -29,7 +29,7 @@ import types
 
 from . import constants
 from .args import Arguments
-from .constants import DECLINED, LOGDEBUG, LOGERROR, LOGWARN
+from .constants import DECLINED, LOGCRIT, LOGDEBUG, LOGERROR, LOGNOTICE, LOGWARN
 from .policy import PolicyMixin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
@@ -305,18 +305,38 @@ _CONSTANT_NAMESPACE["split_result"] = split_result
 
 
 class PluginLoader:
-    """Finds plugin files in the plugin dirs, compiles them once, makes instances."""
+    """Finds plugin files in the plugin dirs, compiles them once, makes instances.
+
+    The dirs of `config/plugin_dirs` are searched first, then the install's
+    `plugins/`.  A file that is Perl (a plugin dir copied from a Perl
+    install) is never compiled: the search goes on for a Python plugin of
+    the same name, then for an old name in `qpsmtpd.aliases`; a Perl plugin
+    with no Python counterpart is a load error that says so.  A plugin
+    whose optional library is missing does not load (`qpsmtpd.optional`).
+    Every load failure is logged, even when no logging plugin could load.
+    """
 
     def __init__(self, qp: Qpsmtpd, plugin_dirs: list[str]) -> None:
         self.qp = qp
-        self.plugin_dirs = plugin_dirs
+        builtin = os.path.join(qp.install_dir, "plugins")
+        self.plugin_dirs = list(plugin_dirs)
+        if builtin not in self.plugin_dirs:
+            self.plugin_dirs.append(builtin)
         self._classes: dict[str, type[Plugin]] = {}
+        self._perl_files: dict[str, str] = {}
+        self.notices: list[str] = []      # old names used (also logged once at LOGNOTICE)
+        self.report_failures = True       # --check-config reports failures itself
 
     def find(self, name: str) -> str | None:
+        """The Python file of plugin `name`; Perl files met on the way are remembered."""
         for directory in self.plugin_dirs:
             for candidate in (os.path.join(directory, name), os.path.join(directory, name + ".py")):
-                if os.path.isfile(candidate):
-                    return candidate
+                if not os.path.isfile(candidate):
+                    continue
+                if not candidate.endswith(".py") and is_perl_file(candidate):
+                    self._perl_files.setdefault(name, candidate)
+                    continue
+                return candidate
         return None
 
     def load_class(self, name: str) -> type[Plugin]:
@@ -325,12 +345,27 @@ class PluginLoader:
             return self._load_module_class(name)
         path = self.find(name)
         if path is None:
-            raise PluginError(f"Plugin {name} not found in our plugin dirs ({', '.join(self.plugin_dirs)})")
+            from .aliases import lookup
+
+            alias = lookup(name)
+            if alias is not None:
+                return self.load_class(alias.target)
+            raise self._not_found(name)
         cached = self._classes.get(path)
         if cached is None:
             cached = self._compile(name, path)
             self._classes[path] = cached
         return cached
+
+    def _not_found(self, name: str) -> PluginError:
+        perl_file = self._perl_files.get(name)
+        if perl_file is None:
+            return PluginError(f"Plugin {name} not found in our plugin dirs ({', '.join(self.plugin_dirs)})")
+        from .aliases import NOT_PORTED
+
+        reason = NOT_PORTED.get(name)
+        detail = f" (not ported: {reason})" if reason else ""
+        return PluginError(f"Perl plugin {name} ({perl_file}): port it, see docs/migration.md{detail}")
 
     def _compile(self, name: str, path: str) -> type[Plugin]:
         module_name = "qpsmtpd_plugins." + to_identifier(name)
@@ -357,15 +392,26 @@ class PluginLoader:
         return cached
 
     def instantiate(self, line: str) -> Plugin:
-        """A registered plugin instance for one `config/plugins` line."""
+        """A registered plugin instance for one `config/plugins` line; failures are logged."""
+        try:
+            return self._instantiate(line)
+        except PluginError as error:
+            self.report_failure(line, error)
+            raise
+
+    def _instantiate(self, line: str) -> Plugin:
         if not line.isascii() or not line.isprintable():
             raise PluginError(f"unsafe characters in config line: {line!r}")
         name, *args = line.split()
         is_module = "." in name and "/" not in name and not self.find(name.split(":")[0])
         file_name = name if is_module else strip_instance(name)
+        instance_name = name
+        if not is_module and self.find(file_name) is None:
+            file_name, instance_name, args = self._resolve_alias(name, file_name, args)
         plugin_class = self.load_class(file_name)
+        self._check_libraries(file_name, plugin_class)
         plugin = plugin_class()
-        plugin._name = name if is_module else escape_plugin_name(name)
+        plugin._name = instance_name if is_module else escape_plugin_name(instance_name)
         plugin._config_name = name
         try:
             plugin._register(self.qp, args)
@@ -374,6 +420,106 @@ class PluginLoader:
         except Exception as error:
             raise PluginError(f"plugin {name} failed to initialise: {type(error).__name__}: {error}") from error
         return plugin
+
+    def _resolve_alias(self, name: str, file_name: str, args: list[str]) -> tuple[str, str, list[str]]:
+        """An old plugin name: the current plugin's file, instance name and arguments."""
+        from .aliases import lookup
+
+        alias = lookup(file_name)
+        if alias is None:
+            raise self._not_found(file_name)
+        if self.find(alias.target) is None:
+            raise PluginError(f"plugin {file_name} is the old name of {alias.target}, "
+                              f"which is not installed ({', '.join(self.plugin_dirs)})")
+        new_args = alias.arguments(args, self.qp.conf.from_file)
+        notice = alias.notice(args, new_args)
+        if notice not in self.notices:
+            self.notices.append(notice)
+            self.qp.log(LOGNOTICE, notice)
+        return alias.target, alias.target + name[len(file_name):], new_args
+
+    @staticmethod
+    def _check_libraries(file_name: str, plugin_class: type[Plugin]) -> None:
+        from .optional import missing
+
+        problems = missing(file_name, plugin_class)
+        if problems:
+            raise PluginError(f"plugin {file_name} cannot run: {'; '.join(problems)}")
+
+    def report_failure(self, line: str, error: Exception) -> None:
+        """Log a load failure where an admin will see it, whatever else failed.
+
+        A failure of a `config/plugins` line is logged by the engine when a
+        logging plugin or stderr can take it; a failure of a `config/logging`
+        line, or one with nowhere to go, is written here: to stderr, or to
+        syslog (mail.crit) when stderr is the client's socket.
+        """
+        if not self.report_failures:
+            return
+        qp = self.qp
+        is_logging_line = line.strip() in qp.conf.from_file("logging")
+        if not is_logging_line and ("logging" in qp.hooks
+                                    or (qp.stderr_logging_allowed() and LOGCRIT <= qp.trace_level())):
+            return
+        text = f"plugin failed to load: {line}: {error}"
+        if qp.stderr_logging_allowed():
+            line_text = f"{os.getpid()} {text}"
+            if qp.log_sink is not None:
+                qp.log_sink(line_text)
+            else:
+                from .logline import write_stderr
+
+                write_stderr(line_text)
+            return
+        send_syslog(LOGCRIT, text)
+
+
+def send_syslog(level: int, text: str) -> None:
+    """One mail-facility datagram to the local syslog socket (`QPSMTPD_SYSLOG_SOCKET`, else /dev/log)."""
+    import socket
+
+    path = os.environ.get("QPSMTPD_SYSLOG_SOCKET") or "/dev/log"
+    clean = "".join(char if char.isprintable() else "?" for char in text)
+    datagram = f"<{2 * 8 + level}>qpsmtpd[{os.getpid()}]: {clean}".encode("utf-8", "replace")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(path)
+            sock.send(datagram)
+    except OSError:
+        pass
+
+
+_PERL_MARKERS = ("use strict", "use warnings", "use Qpsmtpd", "sub ", "my $", "my (", "my @", "my %",
+                 "=head", "=pod", "=cut", "__END__", "package ", "1;")
+
+
+def is_perl_file(path: str) -> bool:
+    """True for a Perl plugin: a perl #! line, or a line only Perl starts that way."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16384).decode("utf-8", "replace")
+    except OSError:
+        return False
+    lines = head.splitlines()
+    if lines and lines[0].startswith("#!") and "perl" in lines[0]:
+        return True
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith(_PERL_MARKERS) and not line[:1].isspace() and _looks_perl(stripped):
+            return True
+    return False
+
+
+def _looks_perl(line: str) -> bool:
+    if line.startswith("sub "):
+        rest = line[4:].strip()
+        return rest.endswith("{") or rest.replace("_", "").isalnum()
+    if line.startswith("1;"):
+        return line == "1;"
+    if line.startswith(("package ", "use ")):
+        return line.endswith(";")
+    return True
 
 
 def _is_method(name: str, function: types.FunctionType) -> bool:
