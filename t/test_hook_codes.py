@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from qpsmtpd.constants import return_code
+from qpsmtpd.replies import TABLE
 from qpsmtpd.testing import REPO_DIR, run_session
 
 TEST_PLUGINS = os.path.join(os.path.dirname(__file__), "plugins_for_tests")
@@ -25,63 +27,53 @@ def last_reply_after(result, index):
     return result.replies()[index]
 
 
-# (hook, code, lines, index of the reply to check, expected code, expected text or None, session goes on)
-CASES = [
-    ("connect", "DENY", [], 0, 550, "Connection from you denied, bye bye.", False),
-    ("connect", "DENYSOFT", [], 0, 450, "Connection from you temporarily denied, bye bye.", False),
-    ("connect", "DENY_DISCONNECT", [], 0, 550, "Connection from you denied, bye bye.", False),
-    ("connect", "OK", [], 0, 220, None, True),
-    ("helo", "DENY", HELO, 1, 550, "", True),
-    ("helo", "DENYSOFT", HELO, 1, 450, "", True),
-    ("helo", "DENY_DISCONNECT", HELO, 1, 550, "", False),
-    ("helo", "DENYSOFT_DISCONNECT", HELO, 1, 450, "", False),
-    ("mail", "DENY", MAIL, 2, 550, "<a@b.test>, denied", True),
-    ("mail", "DENYSOFT", MAIL, 2, 450, "<a@b.test>, temporarily denied", True),
-    ("mail", "DENY_DISCONNECT", MAIL, 2, 550, "<a@b.test>, denied", False),
-    ("mail", "DENYSOFT_DISCONNECT", MAIL, 2, 421, "<a@b.test>, temporarily denied", False),
-    ("mail", "OK", MAIL, 2, 250, "<a@b.test>, sender OK - how exciting to get mail from you!", True),
-    ("rcpt", "DENY", RCPT, 3, 550, "relaying denied", True),
-    ("rcpt", "DENYSOFT", RCPT, 3, 450, "relaying denied", True),
-    ("rcpt", "DENY_DISCONNECT", RCPT, 3, 550, "delivery denied", False),
-    ("rcpt", "DENYSOFT_DISCONNECT", RCPT, 3, 421, "relaying denied", False),
-    ("rcpt", "OK", RCPT, 3, 250, "<x@example.test>, recipient ok", True),
-    ("data", "DENY", RCPT + ["DATA"], 4, 554, "Message denied", True),
-    ("data", "DENYSOFT", RCPT + ["DATA"], 4, 451, "Message denied temporarily", True),
-    ("data", "DENY_DISCONNECT", RCPT + ["DATA"], 4, 554, "Message denied", False),
-    ("data", "DENYSOFT_DISCONNECT", RCPT + ["DATA"], 4, 451, "Message denied temporarily", False),
-    ("data_post", "DENY", DATA, 5, 552, "Message denied", True),
-    ("data_post", "DENYSOFT", DATA, 5, 452, "Message denied temporarily", True),
-    ("data_post", "DENY_DISCONNECT", DATA, 5, 552, "Message denied", False),
-    ("data_post", "DENYSOFT_DISCONNECT", DATA, 5, 452, "Message denied temporarily", False),
-    ("data_headers_end", "DENY_DISCONNECT", DATA, 5, 554, "Message denied", False),
-    ("data_headers_end", "DENYSOFT_DISCONNECT", DATA, 5, 421, "Message denied temporarily", False),
-    ("queue_pre", "DONE", DATA + ["NOOP"], 5, 250, "OK", True),
-    ("queue", "OK", DATA, 5, 250, "Queued", True),
-    ("queue", "DENY", DATA, 5, 552, "Message denied", True),
-    ("queue", "DENYSOFT", DATA, 5, 452, "Message denied temporarily", True),
-    ("vrfy", "OK", ["VRFY x"], 1, 250, "User OK", True),
-    ("vrfy", "DENY", ["VRFY x"], 1, 554, "Access Denied", True),
-    ("vrfy", "DECLINED", ["VRFY x"], 1, 252, "Just try sending a mail and we'll see how it turns out ...", True),
-    ("noop", "DENY", ["NOOP"], 1, 500, "Stop wasting my time.", True),
-    ("noop", "DENY_DISCONNECT", ["NOOP"], 1, 500, "Stop wasting my time.", False),
-    ("help", "DENY", ["HELP"], 1, 500, "Syntax error, command not recognized", True),
-    ("unrecognized_command", "DENY", ["FOO"], 1, 500, "Unrecognized command", True),
-    ("unrecognized_command", "DENY_DISCONNECT", ["FOO"], 1, 521, "Unrecognized command", False),
-    ("unrecognized_command", "DECLINED", ["FOO"], 1, 500, "Unrecognized command", True),
-]
+# Where each hook's reply is: the client lines that reach it, and the index of its reply.
+REACH = {
+    "connect": ([], 0), "helo": (HELO, 1), "ehlo": (["EHLO client.test"], 1), "mail": (MAIL, 2),
+    "rcpt": (RCPT, 3), "data": (RCPT + ["DATA"], 4), "data_headers_end": (DATA, 5),
+    "data_post_headers": (DATA, 5), "data_post": (DATA, 5), "queue_pre": (DATA, 5), "queue": (DATA, 5),
+    "unrecognized_command": (["FOO"], 1), "noop": (["NOOP"], 1), "vrfy": (["VRFY x"], 1), "help": (["HELP"], 1),
+}
+FILL = {"sender": "<a@b.test>", "rcpt": "<x@example.test>"}
+
+# Every (hook, result) of the reply table, with the reply it must give.
+CASES = [(hook, return_code(code), rule) for hook, rules in TABLE.items() for code, rule in rules.items()]
 
 
-@pytest.mark.parametrize("hook,code,lines,index,expected,text,goes_on", CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in CASES])
-def test_hook_return_code(hook, code, lines, index, expected, text, goes_on):
-    result = session([f"ret {hook} {code}"], lines)
+def _expected_text(rule):
+    text = rule.text
+    for key, value in FILL.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+@pytest.mark.parametrize("hook,code,rule", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_hook_return_code(hook, code, rule):
+    lines, index = REACH[hook]
+    # DECLINED from every rcpt plugin / no queue plugin: leave out the plugins that would accept
+    plugins = [f"ret {hook} {code}"] + ([] if (hook, code) == ("rcpt", "DECLINED") else ["rcpt_ok"])
+    config = dict(BASE, plugins=plugins)
+    capture = (hook, code) != ("queue", "DECLINED")
+    result = run_session(lines + ["QUIT"], config=config, plugin_dirs=PLUGIN_DIRS, capture_queue=capture)
     replies = result.replies()
     got_code, got_lines = replies[index]
-    assert got_code == expected, replies
-    if text is not None:
-        assert got_lines[-1] == text, replies
+    assert got_code == rule.code, replies
+    assert got_lines[-1] == _expected_text(rule), replies
     quit_answered = replies[-1][0] == 221
-    assert quit_answered == goes_on, replies
+    assert quit_answered == (not rule.disconnect), replies
+    if hook in ("data", "data_headers_end", "data_post_headers", "data_post", "queue_pre") or rule.code >= 400:
+        assert result.queued == [] or hook == "queue" and code == "OK"
+
+
+def test_every_hook_with_a_reply_is_reachable_by_the_tests():
+    assert set(TABLE) <= set(REACH)
+
+
+def test_done_from_queue_pre_without_a_reply_gets_451():
+    result = session(["ret queue_pre DONE"], DATA + ["NOOP"])
+    assert result.replies()[5] == (451, ["Internal error - try again later"])
+    assert result.replies()[6] == (250, ["OK"])
+    assert result.queued == []
 
 
 def test_custom_message_replaces_default_and_multiline():
@@ -111,9 +103,10 @@ def test_queue_declined_without_queue_plugin():
     assert result.replies()[5] == (451, ["Queuing declined or disabled; try again later"])
 
 
-def test_queue_done_sends_nothing_and_quit_follows():
+def test_queue_done_without_a_reply_is_answered_451():
+    """DONE promises the plugin answered; with nothing written the client would read the next reply as this one's."""
     result = session(["ret queue DONE"], DATA)
-    assert result.codes() == [220, 250, 250, 250, 354, 221]
+    assert result.codes() == [220, 250, 250, 250, 354, 451, 221]
     assert result.queued == []
 
 

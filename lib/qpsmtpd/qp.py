@@ -17,24 +17,27 @@ from .address import Address
 from .config import Config
 from .connection import Connection
 from .logline import line_prefix, write_stderr
-from .constants import (DECLINED, DENY_CODES, LOGCRIT, LOGDEBUG, LOGERROR, LOGWARN, OK,
+from .constants import (DECLINED, DENY_CODES, DONE, LOGCRIT, LOGDEBUG, LOGERROR, LOGWARN, OK,
                         return_code)
-from .plugin import Plugin, PluginError, PluginLoader, flatten as _flatten, normalize_result
+from .plugin import (Plugin, PluginError, PluginLoader, PluginTimeout, escape_plugin_name, flatten as _flatten,
+                     normalize_result)
+from .replies import DONE_OWNED, RESULTS, Reply, check_reply, describe_value
 from .transaction import Transaction
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterator
     HookEntry = tuple[Plugin, Callable[..., Any]]
 _ESCAPE_CONTROL = {code: "\\x%02x" % code for code in [*range(0x20), 0x7F]}
 
 # Hooks whose failure must not silently let the command through: the client
 # gets a 451 instead.  A failing plugin in any other hook is skipped.
 FAULT_HOOKS = frozenset((
-    "connect", "helo", "ehlo", "mail_pre", "mail", "rcpt_pre", "rcpt", "data",
+    "connect", "helo", "ehlo", "mail_parse", "mail_pre", "mail", "rcpt_parse", "rcpt_pre", "rcpt", "data",
     "data_headers_end", "data_post_headers", "data_post", "queue_pre", "queue",
     "vrfy", "noop", "help", "unrecognized_command", "auth", "auth_parse",
+    "helo_parse", "ehlo_parse",
 ))
 
 
@@ -46,12 +49,48 @@ def sanitize_log_text(text: str) -> str:
 
 
 class PluginFault(Exception):
-    """Raised by the hook runner when a plugin in a FAULT_HOOKS hook raised."""
+    """Raised by the hook runner when a plugin failed in a FAULT_HOOKS hook.
 
-    def __init__(self, hook: str, plugin_name: str) -> None:
-        super().__init__(f"plugin {plugin_name} failed in hook {hook}")
+    `reason`: "exception", "timeout", "bad value" or "DONE without a reply".
+    """
+
+    def __init__(self, hook: str, plugin_name: str, reason: str = "exception") -> None:
+        super().__init__(f"plugin {plugin_name} failed in hook {hook} ({reason})")
         self.hook = hook
         self.plugin_name = plugin_name
+        self.reason = reason
+
+
+class HookResult:
+    """What a hook decided: the result code, the message lines, who decided.
+
+    `reply` is the plugin's explicit Reply, if it gave one.  Unpacks like
+    qpsmtpd's list (`code, *messages = qp.run_hooks(...)`).
+    """
+
+    __slots__ = ("code", "messages", "plugin", "reply")
+
+    def __init__(self, code: int, messages: list[Any], plugin: str | None, reply: Reply | None) -> None:
+        self.code = code
+        self.messages = messages
+        self.plugin = plugin
+        self.reply = reply
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.code
+        yield from self.messages
+
+    def __repr__(self) -> str:
+        return f"HookResult({return_code(self.code)}, {self.messages!r}, plugin={self.plugin!r})"
+
+
+def _raise_timeout(signum: int, frame: Any) -> None:
+    raise PluginTimeout()
+
+
+_FAILED = object()  # a plugin raised where the hook runner may skip it
+DEFAULT_PLUGIN_TIMEOUT = 30.0
+DEFAULT_QUEUE_TIMEOUT = 600.0
 
 
 class Qpsmtpd:
@@ -77,6 +116,10 @@ class Qpsmtpd:
         self.auth_result: int | None = None
         self.auth_user = ""
         self.auth_mechanism = ""
+        self.replies_sent = 0  # counted by the SMTP layer's respond(): DONE must have answered
+        self._time_limits: dict[str, float] | None = None
+        self._deadline_armed = False
+        self._previous_alarm_handler: Any = None
 
     # -- transaction ------------------------------------------------------
     @property
@@ -201,44 +244,145 @@ class Qpsmtpd:
             entries.append((plugin, method))
 
     # -- hook runner ------------------------------------------------------
-    def run_hooks(self, hook: str, *args: Any) -> Any:
-        """Run `hook` and hand its result to `<hook>_respond` (if the layer has one)."""
-        code, messages = self._run_chain(hook, args)
+    def run_hooks(self, hook: str, *args: Any) -> HookResult:
+        """Run `hook`'s plugins; hand the result to `<hook>_respond` (if the layer has one).
+
+        Always returns a HookResult.  A plugin that raises, runs past its time
+        limit, returns a value that is not a result, or returns DONE without
+        having answered in a hook whose reply the engine owns, raises
+        PluginFault here (in the hooks of FAULT_HOOKS); the SMTP layer answers it.
+        """
+        replies_before = self.replies_sent
+        result = self._run_chain(hook, args)
+        if result.code == DONE and hook in DONE_OWNED and self.replies_sent == replies_before:
+            self.log(LOGERROR, f"plugin {result.plugin} returned DONE from hook {hook} without a reply")
+            raise PluginFault(hook, result.plugin or "?", "DONE without a reply")
         responder = getattr(self, _responder_name(hook), None)
         if responder is not None:
-            return responder(code, messages, args)
-        return (code, *messages)
+            responder(result, args)
+        return result
 
-    def _run_chain(self, hook: str, args: tuple[Any, ...]) -> tuple[int, list[Any]]:
-        code, messages = DECLINED, []
+    def _run_chain(self, hook: str, args: tuple[Any, ...]) -> HookResult:
+        last = HookResult(DECLINED, [], None, None)  # a DECLINED may carry a message (auth uses it)
         for plugin, method in self.hooks.get(hook, ()):
             name = plugin.plugin_name
             self.varlog(LOGDEBUG, hook, None, name)
             transaction = self.transaction
-            previous_hook, plugin._hook = plugin._hook, hook
-            try:
-                result = method(transaction, *args)
-            except Exception as error:  # a plugin bug must not kill the session
-                self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{name}]: {describe_exception(error)} (hook {hook})")
-                if hook in FAULT_HOOKS:
-                    raise PluginFault(hook, name) from error
+            raw = self._call_hook(hook, plugin, method, (transaction, *args))
+            if raw is _FAILED:
                 continue
-            finally:
-                plugin._hook = previous_hook
-            code, messages = normalize_result(result, hook)
-            if return_code(code) is None:
-                self.log(LOGERROR, f"Plugin {name}, hook {hook} returned {code}")
-                code, messages = DECLINED, []
+            result = self._check_result(hook, name, raw)
+            if result is None:
                 continue
-            self._note_result(transaction, name, hook, code)
-            text = messages[0] if messages and isinstance(messages[0], str) else ""
-            self.log(LOGDEBUG, f"Plugin {name}, hook {hook} returned {return_code(code)}, {text}")
-            follow_up = "deny" if code in DENY_CODES else "ok"
+            self._note_result(transaction, name, hook, result.code)
+            text = result.messages[0] if result.messages and isinstance(result.messages[0], str) else ""
+            self.log(LOGDEBUG, f"Plugin {name}, hook {hook} returned {return_code(result.code)}, {text}")
+            follow_up = "deny" if result.code in DENY_CODES else "ok"
             if hook != follow_up and follow_up in self.hooks:
-                self.run_hooks_no_respond(follow_up, name, code, text)
-            if code != DECLINED:
-                break
-        return code, messages
+                self.run_hooks_no_respond(follow_up, name, result.code, text)
+            if result.code != DECLINED:
+                return result
+            last = result
+        return last
+
+    def _call_hook(self, hook: str, plugin: Plugin, method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """Call one plugin's hook under its time limit; _FAILED when it raised in a hook that may skip it."""
+        name = plugin.plugin_name
+        previous_hook, plugin._hook = plugin._hook, hook
+        limit = self.time_limit(hook, plugin) if self._deadline_armed is False else 0
+        try:
+            if limit:
+                self._arm_deadline(limit)
+            try:
+                return method(*args)
+            finally:
+                if limit:
+                    self._disarm_deadline()
+        except PluginTimeout:
+            self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{name}]: hook {hook} ran past its time limit of {limit:g}s")
+            if hook in FAULT_HOOKS:
+                raise PluginFault(hook, name, "timeout") from None
+            return _FAILED
+        except PluginFault:
+            raise
+        except Exception as error:  # a plugin bug must not kill the session
+            self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{name}]: {describe_exception(error)} (hook {hook})")
+            if hook in FAULT_HOOKS:
+                raise PluginFault(hook, name, "exception") from error
+            return _FAILED
+        finally:
+            plugin._hook = previous_hook
+
+    def _check_result(self, hook: str, name: str, raw: Any) -> HookResult | None:
+        """A plugin's return value as a HookResult; a bad value is a fault (None where it may be skipped)."""
+        if isinstance(raw, Reply):
+            problem = check_reply(hook, raw)
+            if problem is None:
+                return HookResult(raw.result_code(), list(raw.lines), name, raw)
+        else:
+            if raw is None or type(raw) is int or (isinstance(raw, (tuple, list)) and raw):
+                code, messages = normalize_result(raw, hook)
+                if type(code) is int and code in RESULTS:
+                    return HookResult(code, messages, name, None)
+            problem = f"returned {describe_value(raw)}, which is not a result"
+        self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{name}]: hook {hook} {problem}")
+        if hook in FAULT_HOOKS:
+            raise PluginFault(hook, name, "bad value")
+        return None
+
+    # -- time limits --------------------------------------------------------
+    def time_limit(self, hook: str, plugin: Plugin) -> float:
+        """Seconds `plugin` may spend in `hook` (0: no limit): config/plugin_timeout, queue_timeout."""
+        if self._time_limits is None:
+            self._time_limits = self._read_time_limits()
+        limits = self._time_limits
+        for key in (plugin.plugin_name, plugin.config_name):
+            if key in limits:
+                return limits[key]
+        if hook == "queue":
+            return limits[":queue"]
+        return limits[":default"]
+
+    def _read_time_limits(self) -> dict[str, float]:
+        limits = {":default": DEFAULT_PLUGIN_TIMEOUT, ":queue": DEFAULT_QUEUE_TIMEOUT}
+        # read from the files only: the config hook is a hook too, and runs under these limits
+        queue_lines = self.conf.get("queue_timeout")
+        if queue_lines:
+            limits[":queue"] = self._seconds("queue_timeout", queue_lines[0], DEFAULT_QUEUE_TIMEOUT)
+        for line in self.conf.get("plugin_timeout"):
+            words = line.split()
+            if len(words) == 1:
+                limits[":default"] = self._seconds("plugin_timeout", words[0], DEFAULT_PLUGIN_TIMEOUT)
+            elif len(words) == 2:
+                limits[words[0]] = self._seconds("plugin_timeout", words[1], DEFAULT_PLUGIN_TIMEOUT)
+                limits[escape_plugin_name(words[0])] = limits[words[0]]
+            else:
+                self.log(LOGWARN, f"config plugin_timeout: ignoring line {line!r} (want SECONDS or PLUGIN SECONDS)")
+        return limits
+
+    def _seconds(self, item: str, text: str, default: float) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not (0 <= value < 1e6):
+            self.log(LOGWARN, f"config {item}: not a number of seconds: {text!r}; using {default:g}")
+            return default
+        return value
+
+    def _arm_deadline(self, seconds: float) -> None:
+        import _signal  # the C module: `signal` would import enum at start-up
+
+        if self._previous_alarm_handler is None:
+            self._previous_alarm_handler = _signal.signal(_signal.SIGALRM, _raise_timeout)
+        self._deadline_armed = True
+        _signal.setitimer(_signal.ITIMER_REAL, seconds)
+
+    def _disarm_deadline(self) -> None:
+        import _signal
+
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        self._deadline_armed = False
 
     @staticmethod
     def _note_result(transaction: Transaction, name: str, hook: str, code: int) -> None:
@@ -249,24 +393,36 @@ class Qpsmtpd:
         if isinstance(notes, dict):
             notes.setdefault("hook_" + hook, {})["return"] = code
 
-    def run_hooks_no_respond(self, hook: str, *args: Any) -> list[Any]:
+    def run_hooks_no_respond(self, hook: str, *args: Any) -> HookResult:
         """Run `hook` for its result only (logging, config, deny, ok ...); failures are skipped."""
-        result: list[Any] = [DECLINED]
         for plugin, method in self.hooks.get(hook, ()):
-            previous_hook, plugin._hook = plugin._hook, hook
-            try:
-                raw = method(self._transaction, *args)
-            except Exception as error:
-                if hook != "logging":
-                    self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{plugin.plugin_name}]: {describe_exception(error)}")
+            if hook == "logging":
+                raw = self._call_logging(plugin, method, args)
+            else:
+                raw = self._call_hook(hook, plugin, method, (self._transaction, *args))
+            if raw is _FAILED:
                 continue
-            finally:
-                plugin._hook = previous_hook
+            if isinstance(raw, Reply):
+                self.log(LOGERROR, f"plugin {plugin.plugin_name}: hook {hook} takes no SMTP reply; ignored")
+                continue
             code, values = normalize_result(raw, hook, split_lines=False)
-            result = [code, *values]
+            if code not in RESULTS:
+                if hook != "logging":
+                    self.log(LOGERROR, f"plugin {plugin.plugin_name}: hook {hook} returned {describe_value(raw)}, "
+                                       "which is not a result; ignored")
+                continue
             if code != DECLINED:
-                break
-        return result
+                return HookResult(code, values, plugin.plugin_name, None)
+        return HookResult(DECLINED, [], None, None)
+
+    def _call_logging(self, plugin: Plugin, method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        previous_hook, plugin._hook = plugin._hook, "logging"
+        try:
+            return method(self._transaction, *args)
+        except Exception:  # a failing logger cannot log its own failure
+            return _FAILED
+        finally:
+            plugin._hook = previous_hook
 
     # -- spool ------------------------------------------------------------
     def spool_dir(self) -> str:

@@ -81,7 +81,7 @@ RESULTS = (OK, DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT, DECLINED, D
 # (raised, timed out, returned an unknown value, or returned DONE without a reply).
 FAULT_TEXT = "Internal error - try again later"
 FAULT = Rule(451, FAULT_TEXT, "4.3.0")
-FAULT_AT_CONNECT = Rule(421, FAULT_TEXT, "4.3.0", disconnect=True)
+FAULT_AT_CONNECT = Rule(451, FAULT_TEXT, "4.3.0", disconnect=True)
 
 _SOFT_BYE = "Connection from you temporarily denied, bye bye."
 
@@ -201,7 +201,7 @@ ACCEPT: dict[str, Rule] = {
 # with nothing written is a fault (the client would wait, or take the next
 # reply as this one's).
 DONE_OWNED = frozenset(("connect", "helo", "ehlo", "mail", "rcpt", "data", "data_post_headers", "data_post",
-                        "queue_pre", "queue", "unrecognized_command", "noop", "vrfy", "help", "quit"))
+                        "queue_pre", "queue", "unrecognized_command", "noop", "vrfy", "help"))
 
 # The reply classes (first digit) a plugin's Reply may use in each hook.
 REPLY_CLASSES: dict[str, frozenset[int]] = {

@@ -16,7 +16,8 @@ from .constants import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISC
 from .data import DataReceiver
 from .header import Header, decode
 from .plugin import PluginError
-from .qp import PluginFault, Qpsmtpd, describe_exception
+from .qp import HookResult, PluginFault, Qpsmtpd, describe_exception
+from .replies import ACCEPT, FAULT, FAULT_AT_CONNECT, Reply, Rule, rule_for
 from .reader import ConnectionLost, LineTooLong, SmtpIO, Timeout
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
@@ -43,11 +44,21 @@ class SMTP(Qpsmtpd):
         self.line_limit = DEFAULT_LINE_LIMIT
         self._disconnected = False
         self._auth_mechanisms: dict[str, bool] | None = None
+        self._esc_enabled: bool | None = None
+        self._deferred_data_verdict: HookResult | None = None
+        self._replies_at_quit = -1
 
     # -- output -------------------------------------------------------------
-    def respond(self, code: int, *messages: str) -> bool:
-        """Send a (multi-line) reply; False when the client is gone."""
+    def respond(self, code: int, *messages: str, esc: str | None = None) -> bool:
+        """Send a (multi-line) reply; False when the client is gone.
+
+        `esc` is the enhanced status code (RFC 3463), sent only when
+        ENHANCEDSTATUSCODES is on and the text does not start with one.
+        """
+        self.replies_sent += 1
         lines = [str(message) for message in messages if message is not None and message != ""] or [""]
+        if esc and self.enhanced_status_codes():
+            lines = [line if _has_esc(line) else f"{esc} {line}" for line in lines]
         out = []
         for index, message in enumerate(lines):
             separator = "-" if index < len(lines) - 1 else " "
@@ -62,7 +73,68 @@ class SMTP(Qpsmtpd):
         return True
 
     def fault(self, message: str = "program fault - command not performed") -> bool:
-        return self.respond(451, "Internal error - try again later - " + message)
+        return self.respond(451, "Internal error - try again later - " + message, esc="4.3.0")
+
+    def enhanced_status_codes(self) -> bool:
+        """RFC 2034 codes on replies: opt-in with config/enhancedstatuscodes (default off)."""
+        if self._esc_enabled is None:
+            value = str(self.config_value("enhancedstatuscodes", "0") or "0").strip().lower()
+            self._esc_enabled = value not in ("", "0", "no", "off", "false")
+        return self._esc_enabled
+
+    # -- answers from the reply table -----------------------------------------
+    def answer(self, hook: str, result: HookResult, **fill: str) -> Rule | None:
+        """Answer `result` from the reply table (or the plugin's Reply); None when the table has no reply.
+
+        Logs one decision line for refusals, resets the transaction and
+        disconnects as the rule says (Disconnect is raised for the latter).
+        """
+        reply = result.reply
+        if reply is not None:
+            rule = self._rule_for_reply(hook, reply)
+            lines = reply.lines or [_fill(rule.text, fill)]
+            code, esc = reply.code, reply.esc or rule.esc
+        else:
+            rule = rule_for(hook, result.code)
+            if rule is None or rule.code is None:
+                return None
+            lines = [str(line) for line in result.messages] or [_fill(rule.text, fill)]
+            code, esc = rule.code, rule.esc
+        if code < 400 and reply is not None and rule.code is None:
+            return None  # an acceptance with the plugin's own text: the caller sends it
+        if code >= 400:
+            self.log_decision(hook, result.plugin, code, lines)
+        self.respond(code, *lines, esc=esc)
+        if rule.reset:
+            self.reset_transaction()
+        if rule.disconnect:
+            self.disconnect()
+        return rule
+
+    @staticmethod
+    def _rule_for_reply(hook: str, reply: Reply) -> Rule:
+        """The table rule a plugin's explicit Reply follows (for default text, reset, disconnect)."""
+        rule = rule_for(hook, reply.result_code()) or ACCEPT.get(hook) or Rule(None)
+        disconnect = reply.disconnect
+        if disconnect is None:
+            disconnect = reply.code == 421 or (hook == "connect" and reply.code >= 400) or rule.disconnect
+        if reply.code < 400:
+            return Rule(rule.code if hook in ("queue", "vrfy") else None, rule.text, rule.esc,
+                        disconnect=disconnect, reset=hook == "queue")
+        reset = rule.reset or hook in MESSAGE_HOOKS
+        return Rule(reply.code, rule.text, rule.esc, disconnect=disconnect, reset=reset and not disconnect)
+
+    def log_decision(self, hook: str, plugin: str | None, code: int, lines: list[str]) -> None:
+        """One line per refusal, deferral or fault: plugin, client IP and the reply (LOGNOTICE)."""
+        verdict = "reject" if code >= 500 else "defer"
+        text = lines[0] if lines else ""
+        self.varlog(LOGNOTICE, hook, plugin or "qpsmtpd", f"{verdict} {self.connection.remote_ip}: {code} {text}")
+
+    def accept_text(self, result: HookResult, default: str) -> list[str]:
+        """The text of an accepting reply: the plugin's explicit 2xx Reply text, else the default."""
+        if result.reply is not None and result.reply.lines:
+            return result.reply.lines
+        return [default]
 
     # -- session ------------------------------------------------------------
     def start(self) -> bool:
@@ -166,23 +238,21 @@ class SMTP(Qpsmtpd):
             self.plugin_fault(fault)
 
     def plugin_fault(self, fault: PluginFault) -> None:
-        """A plugin raised in a deciding hook: 451, and nothing it guarded goes through."""
-        self.respond(451, "Internal error - try again later")
-        if fault.hook == "connect":
+        """A plugin failed in a deciding hook: 451 (421 at connect), and nothing it guarded goes through."""
+        rule = FAULT_AT_CONNECT if fault.hook == "connect" else FAULT
+        self.varlog(LOGNOTICE, fault.hook, fault.plugin_name,
+                    f"fault {self.connection.remote_ip}: {rule.code} {rule.text} ({fault.reason})")
+        self.respond(rule.code, rule.text, esc=rule.esc)
+        if rule.disconnect:
             self.disconnect()
-        if fault.hook in ("data", "data_headers_end", "data_post_headers", "data_post", "queue_pre", "queue"):
+        if fault.hook in MESSAGE_HOOKS:
             self.reset_transaction()
 
     # -- connect ------------------------------------------------------------
-    def connect_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc in (DENY, DENY_DISCONNECT):
-            self.respond(550, *(msg or ["Connection from you denied, bye bye."]))
-            self.disconnect()
-        elif rc in (DENYSOFT, DENYSOFT_DISCONNECT):
-            self.respond(450, *(msg or ["Connection from you temporarily denied, bye bye."]))
-            self.disconnect()
-        elif rc != DONE:
-            self.respond(220, self.greeting())
+    def connect_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("connect", result):
+            return
+        self.respond(220, self.greeting())
 
     def greeting(self) -> str:
         greet = self.config_value("smtpgreeting")
@@ -214,17 +284,6 @@ class SMTP(Qpsmtpd):
     def cmd_ehlo(self, line: str | None) -> None:
         self._hello("ehlo", line)
 
-    def _deny_response(self, rc: int, msg: list[str]) -> bool:
-        if rc in (DENY, DENY_DISCONNECT):
-            self.respond(550, *msg)
-        elif rc in (DENYSOFT, DENYSOFT_DISCONNECT):
-            self.respond(450, *msg)
-        else:
-            return False
-        if rc in (DENY_DISCONNECT, DENYSOFT_DISCONNECT):
-            self.disconnect()
-        return True
-
     def _hi_message(self) -> str:
         conn = self.connection
         return f"{self.config_value('me')} Hi {conn.remote_info} [{conn.remote_ip}]"
@@ -234,14 +293,14 @@ class SMTP(Qpsmtpd):
         self.connection.hello_host = host
         self.transaction  # noqa: B018 - qpsmtpd starts the transaction here
 
-    def helo_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE or self._deny_response(rc, msg):
+    def helo_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("helo", result):
             return
         self._accept_hello("helo", args[0])
         self.respond(250, self._hi_message() + "; I am so happy to meet you.")
 
-    def ehlo_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE or self._deny_response(rc, msg):
+    def ehlo_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("ehlo", result):
             return
         self._accept_hello("ehlo", args[0])
         capabilities = list(self.transaction.notes.get("capabilities") or [])
@@ -282,9 +341,9 @@ class SMTP(Qpsmtpd):
             self.connection.notes["original_string"] = "AUTH " + line.split()[0] + " <hidden credentials>"
         self.run_hooks("auth_parse", line)
 
-    def auth_parse_respond(self, rc: int, msg: list[Any], args: tuple) -> None:
+    def auth_parse_respond(self, result: HookResult, args: tuple) -> None:
         from .auth import handle_auth  # SASL only costs an import when a client uses it
-        handle_auth(self, msg, args[0])
+        handle_auth(self, result.messages, args[0])
 
     # -- MAIL -----------------------------------------------------------------
     def cmd_mail(self, line: str | None) -> None:
@@ -296,7 +355,8 @@ class SMTP(Qpsmtpd):
         self.connection.notes["envelope_from"] = line
         self.run_hooks("mail_parse", line)
 
-    def mail_parse_respond(self, rc: int, msg: list[Any], args: tuple) -> None:
+    def mail_parse_respond(self, result: HookResult, args: tuple) -> None:
+        msg = result.messages
         custom = msg[0] if msg and callable(msg[0]) else None
         ok, *values = parse("mail", args[0], custom)
         if ok != OK:
@@ -306,10 +366,10 @@ class SMTP(Qpsmtpd):
         params = params_to_dict(values[1:])
         self.run_hooks("mail_pre", sender, params)
 
-    def mail_pre_respond(self, rc: int, msg: list[Any], args: tuple) -> None:
+    def mail_pre_respond(self, result: HookResult, args: tuple) -> None:
         sender_text, params = args
-        if rc == OK and msg:
-            sender_text = msg[0]
+        if result.code == OK and result.messages:
+            sender_text = result.messages[0]
         self.log(LOGDEBUG, f"from email address : [{sender_text}]")
         if not (isinstance(sender_text, str) and sender_text.startswith("<") and sender_text.endswith(">")):
             self.respond(501, "could not parse your mail from command")
@@ -328,43 +388,32 @@ class SMTP(Qpsmtpd):
     def _size_acceptable(self, params: dict[str, str | None]) -> bool:
         """RFC 1870: refuse at MAIL a message declared bigger than `databytes`."""
         declared = params.get("size")
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
+            self.respond(501, "Syntax error in SIZE parameter", esc="5.5.4")
+            return False
         limit = self.config_int("databytes", 0)
-        if limit and declared and declared.isdigit() and int(declared) > limit:
-            self.respond(552, "Message size exceeds fixed maximum message size")
+        if limit and declared and int(declared) > limit:
+            self.respond(552, "Message size exceeds fixed maximum message size", esc="5.3.4")
             return False
         return True
 
-    def mail_respond(self, rc: int, msg: list[str], args: tuple) -> None:
+    def mail_respond(self, result: HookResult, args: tuple) -> None:
         sender: Address = args[0]
         shown = sender.format()
-        if rc == DONE:
+        if result.code == DONE or self.answer("mail", result, sender=shown):
             return
-        if rc in (DENY, DENY_DISCONNECT):
-            msg = msg or [f"{shown}, denied"]
-            self.log(LOGINFO, f"deny mail from {shown} ({' '.join(msg)})")
-            self.respond(550, *msg)
-        elif rc == DENYSOFT:
-            msg = msg or [f"{shown}, temporarily denied"]
-            self.log(LOGINFO, f"denysoft mail from {shown} ({' '.join(msg)})")
-            self.respond(450, *msg)
-        elif rc == DENYSOFT_DISCONNECT:
-            msg = msg or [f"{shown}, temporarily denied"]
-            self.log(LOGINFO, f"denysoft mail from {shown} ({' '.join(msg)})")
-            self.respond(421, *msg)
-        else:
-            self.log(LOGDEBUG, f"getting mail from {shown}")
-            self.respond(250, f"{shown}, sender OK - how exciting to get mail from you!")
-            self.transaction.sender = sender
-            return
-        if rc in (DENY_DISCONNECT, DENYSOFT_DISCONNECT):
-            self.disconnect()
+        self.log(LOGDEBUG, f"getting mail from {shown}")
+        self.respond(250, *self.accept_text(result, f"{shown}, sender OK - how exciting to get mail from you!"),
+                     esc="2.1.0")
+        self.transaction.sender = sender
 
     # -- RCPT -----------------------------------------------------------------
     def cmd_rcpt(self, line: str | None) -> None:
         self.connection.notes["envelope_rcpt"] = line
         self.run_hooks("rcpt_parse", line)
 
-    def rcpt_parse_respond(self, rc: int, msg: list[Any], args: tuple) -> None:
+    def rcpt_parse_respond(self, result: HookResult, args: tuple) -> None:
+        msg = result.messages
         custom = msg[0] if msg and callable(msg[0]) else None
         ok, *values = parse("rcpt", args[0], custom)
         if ok != OK:
@@ -375,14 +424,14 @@ class SMTP(Qpsmtpd):
             return
         max_rcpts = self.config_int("max_recipients", DEFAULT_MAX_RCPTS)
         if max_rcpts and len(self.transaction.recipients) >= max_rcpts:
-            self.respond(452, "Too many recipients")
+            self.respond(452, "Too many recipients", esc="4.5.3")
             return
         self.run_hooks("rcpt_pre", values[0] if values else "", params_to_dict(values[1:]))
 
-    def rcpt_pre_respond(self, rc: int, msg: list[Any], args: tuple) -> None:
+    def rcpt_pre_respond(self, result: HookResult, args: tuple) -> None:
         rcpt_text, params = args
-        if rc == OK and msg:
-            rcpt_text = msg[0]
+        if result.code == OK and result.messages:
+            rcpt_text = result.messages[0]
         self.log(LOGDEBUG, f"to email address : [{rcpt_text}]")
         if not (isinstance(rcpt_text, str) and rcpt_text.startswith("<") and rcpt_text.endswith(">")):
             self.respond(501, "could not parse recipient")
@@ -393,40 +442,21 @@ class SMTP(Qpsmtpd):
             return
         self.run_hooks("rcpt", rcpt, params)
 
-    def rcpt_respond(self, rc: int, msg: list[str], args: tuple) -> None:
+    def rcpt_respond(self, result: HookResult, args: tuple) -> None:
         rcpt: Address = args[0]
-        if rc == DONE:
+        if result.code == DONE or self.answer("rcpt", result):
             return
-        if rc == DENY:
-            self.respond(550, *(msg or ["relaying denied"]))
-        elif rc == DENYSOFT:
-            self.respond(450, *(msg or ["relaying denied"]))
-        elif rc == DENY_DISCONNECT:
-            msg = msg or ["delivery denied"]
-            self.log(LOGDEBUG, f"delivery denied ({' '.join(msg)})")
-            self.respond(550, *msg)
-            self.disconnect()
-        elif rc == DENYSOFT_DISCONNECT:
-            msg = msg or ["relaying denied"]
-            self.log(LOGDEBUG, f"delivery denied ({' '.join(msg)})")
-            self.respond(421, *msg)
-            self.disconnect()
-        elif rc == OK:
-            self.respond(250, f"{rcpt.format()}, recipient ok")
-            self.transaction.add_recipient(rcpt)
-        else:
-            self.respond(450, "No plugin decided if relaying is allowed")
+        self.respond(250, *self.accept_text(result, f"{rcpt.format()}, recipient ok"), esc="2.1.5")
+        self.transaction.add_recipient(rcpt)
 
     # -- simple commands --------------------------------------------------------
     def cmd_help(self, line: str | None) -> None:
         self.run_hooks("help", *(line.split() if line else []))
 
-    def help_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE:
+    def help_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("help", result):
             return
-        if rc == DENY:
-            self.respond(500, *(msg or ["Syntax error, command not recognized"]))
-            return
+        msg = [str(line) for line in result.messages]
         if not msg:
             version = "" if self.config_value("smtpgreeting") else self.version
             msg = [f"This is qpsmtpd {version}",
@@ -437,72 +467,54 @@ class SMTP(Qpsmtpd):
     def cmd_noop(self, line: str | None) -> None:
         self.run_hooks("noop", *(line.split() if line else []))
 
-    def noop_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE:
+    def noop_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("noop", result):
             return
-        if rc in (DENY, DENY_DISCONNECT):
-            self.respond(500, *(msg or ["Stop wasting my time."]))
-            if rc == DENY_DISCONNECT:
-                self.disconnect()
-            return
-        self.respond(250, "OK")
+        self.respond(250, *self.accept_text(result, "OK"), esc="2.0.0")
 
     def cmd_vrfy(self, line: str | None) -> None:
         self.run_hooks("vrfy", *(line.split() if line else []))
 
-    def vrfy_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE:
+    def vrfy_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("vrfy", result):
             return
-        if rc == DENY:
-            self.respond(554, *(msg or ["Access Denied"]))
-            self.reset_transaction()
-        elif rc == OK:
-            self.respond(250, *(msg or ["User OK"]))
-        else:
-            self.respond(252, "Just try sending a mail and we'll see how it turns out ...")
+        self.respond(252, "Just try sending a mail and we'll see how it turns out ...", esc="2.5.0")
 
     def cmd_rset(self, line: str | None) -> None:
         self.reset_transaction()
-        self.respond(250, "OK")
+        self.respond(250, "OK", esc="2.0.0")
 
     def cmd_quit(self, line: str | None) -> None:
+        self._replies_at_quit = self.replies_sent
         self.run_hooks("quit")
 
-    def quit_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc != DONE:
-            self.respond(221, *(msg or [f"{self.config_value('me')} closing connection. Have a wonderful day."]))
+    def quit_respond(self, result: HookResult, args: tuple) -> None:
+        # DONE means the plugin said goodbye; if it wrote nothing, the client still gets its 221
+        if result.code != DONE or self.replies_sent == self._replies_at_quit:
+            default = f"{self.config_value('me')} closing connection. Have a wonderful day."
+            self.respond(221, *([str(line) for line in result.messages] or [default]), esc="2.0.0")
         self.disconnect()
 
-    def unrecognized_command_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DENY_DISCONNECT:
-            self.respond(521, *(msg or ["Unrecognized command"]))
-            self.disconnect()
-        elif rc == DENY:
-            self.respond(500, *(msg or ["Unrecognized command"]))
-        elif rc != DONE:
-            self.respond(500, "Unrecognized command")
+    def unrecognized_command_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE:
+            return
+        if result.code in (DENY, DENY_DISCONNECT) or result.reply is not None:
+            self.answer("unrecognized_command", result)
+            return
+        self.respond(500, "Unrecognized command", esc="5.5.1")
 
     # -- DATA -------------------------------------------------------------------
     def cmd_data(self, line: str | None) -> None:
         self.run_hooks("data")
 
-    def data_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE:
+    def data_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("data", result):
             return
-        if rc in (DENY, DENY_DISCONNECT):
-            self.respond(554, *(msg or ["Message denied"]))
-        elif rc in (DENYSOFT, DENYSOFT_DISCONNECT):
-            self.respond(451, *(msg or ["Message denied temporarily"]))
-        if rc in (DENY, DENYSOFT):
-            self.reset_transaction()
-            return
-        if rc in (DENY_DISCONNECT, DENYSOFT_DISCONNECT):
-            self.disconnect()
         if self.transaction.sender is None:
-            self.respond(503, "MAIL first")
+            self.respond(503, "MAIL first", esc="5.5.1")
             return
         if not self.transaction.recipients:
-            self.respond(503, "RCPT first")
+            self.respond(503, "RCPT first", esc="5.5.1")
             return
         self.respond(354, "go ahead")
         self.receive_message()
@@ -525,40 +537,62 @@ class SMTP(Qpsmtpd):
         max_size = receiver.max_size
         if receiver.too_big:
             self.log(LOGALERT, f"Message too big: size: {receiver.size} (max size: {max_size})")
-            self.respond(552, "Message too big!")
+            self.log_decision("data", "qpsmtpd", 552, ["Message too big!"])
+            self.respond(552, "Message too big!", esc="5.3.4")
             self.reset_transaction()
             return
         if receiver.header_too_big:
             self.log(LOGALERT, f"Message header too big (max size: {receiver.max_header})")
-            self.respond(552, "Message header too big!")
+            self.log_decision("data", "qpsmtpd", 552, ["Message header too big!"])
+            self.respond(552, "Message header too big!", esc="5.3.4")
             self.reset_transaction()
             return
+        deferred, self._deferred_data_verdict = self._deferred_data_verdict, None
+        if deferred is not None:  # data_headers_end refused it: answered now that the client waits
+            self.answer("data_headers_end", deferred)
+            return
+        replies_before = self.replies_sent
         self.run_hooks("data_post_headers")
+        if self.replies_sent != replies_before:  # refused (the responder answered and reset)
+            return
         self.clean_authentication_results()
         self.add_received_line()
         self.add_authentication_results()
         self.run_hooks("data_post")
 
     def clean_authentication_results(self) -> None:
-        """Rename the client's Authentication-Results headers so ours can be trusted."""
+        """Rename the client's Authentication-Results headers so ours can be trusted.
+
+        All of them, except that a DKIM signature covering them (`h=`) keeps
+        those of other hosts; one claiming our authserv-id never survives.
+        """
         auth_id = self.config_value("me-auth-results")
         if auth_id == "none":
             return
         header = self.transaction.header
-        signature = header.get("DKIM-Signature")
-        if signature:
-            import re  # only for DKIM-signed messages
-
-            fields = dict(part.split("=", 1) for part in re.split(r";\s+", signature) if "=" in part)
-            if "authentication-results" in fields.get("h", "").lower():
-                return
         existing = header.get_all("Authentication-Results")
         if not existing:
             return
+        ours = (auth_id or self.config_value("me") or "").strip().lower()
+        keep_others = self._dkim_covers_authentication_results()
+        kept = [value for value in existing if keep_others and _authserv_id(value) != ours]
         header.delete("Authentication-Results")
         for value in existing:
-            header.add("Original-Authentication-Results", value)
+            if value in kept:
+                header.add("Authentication-Results", value)
+            else:
+                header.add("Original-Authentication-Results", value)
         self.log(LOGDEBUG, "Authentication-Results moved to Original-Authentication-Results")
+
+    def _dkim_covers_authentication_results(self) -> bool:
+        signature = self.transaction.header.get("DKIM-Signature")
+        if not signature:
+            return False
+        import re  # only for DKIM-signed messages
+
+        fields = dict(part.split("=", 1) for part in re.split(r";\s*", signature) if "=" in part)
+        signed = {name.strip().lower() for name in re.split(r"[:\s]+", fields.get("h", "")) if name}
+        return "authentication-results" in signed
 
     def add_received_line(self) -> None:
         conn = self.connection
@@ -573,13 +607,15 @@ class SMTP(Qpsmtpd):
         if self.authenticated():
             if esmtp:
                 smtp += "A"
-            auth_header = f"(smtp-auth username {self.auth_user}, mechanism {self.auth_mechanism})\n"
+            auth_header = (f"(smtp-auth username {header_safe(self.auth_user)}, "
+                           f"mechanism {header_safe(self.auth_mechanism)})\n")
         rc, *received = self.run_hooks("received_line", smtp, auth_header, ssl_header)
         if rc == OK and received:
             text = "\n".join(str(line) for line in received)
         else:
             date = time.strftime("%a, %d %b %Y %H:%M:%S %z", time.localtime())
-            text = (f"from {conn.remote_info} (HELO {conn.hello_host}) ({conn.remote_ip})\n"
+            text = (f"from {header_safe(conn.remote_info)} (HELO {header_safe(conn.hello_host)}) "
+                    f"({header_safe(conn.remote_ip)})\n"
                     f" by {self.config_value('me')} (qpsmtpd/{self.version}) with {smtp} {ssl_header}; {date}")
         self.transaction.header.add("Received", text, 0)
 
@@ -594,7 +630,8 @@ class SMTP(Qpsmtpd):
             auth_list.append("auth=none")
         else:
             verdict = "pass" if self.auth_result == OK else "fail"
-            auth_list.append(f"auth={verdict} ({self.auth_mechanism}) smtp.auth={self.auth_user}")
+            auth_list.append(f"auth={verdict} ({header_safe(self.auth_mechanism)}) "
+                             f"smtp.auth={authres_value(self.auth_user)}")
         for notes in (self.connection.notes, self.transaction.notes):
             extra = notes.get("authentication_results")
             if extra:
@@ -616,42 +653,94 @@ class SMTP(Qpsmtpd):
         if field is not None and value is not None:
             field.raw = Header.fold_value(value)
 
-    def data_post_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE:
-            return
-        if rc in (DENY, DENY_DISCONNECT):
-            self.respond(552, *(msg or ["Message denied"]))
-        elif rc in (DENYSOFT, DENYSOFT_DISCONNECT):
-            self.respond(452, *(msg or ["Message denied temporarily"]))
-        else:
-            self.run_hooks("queue_pre")
-            return
-        if rc in (DENY_DISCONNECT, DENYSOFT_DISCONNECT):
-            self.disconnect()
-        self.reset_transaction()
+    def data_headers_end_respond(self, result: HookResult, args: tuple) -> None:
+        """Mid-DATA: *_DISCONNECT answer and close now; DENY/DENYSOFT are answered after the final dot."""
+        if result.code in (DENY_DISCONNECT, DENYSOFT_DISCONNECT) or (
+                result.reply is not None and result.reply.code == 421):
+            self.answer("data_headers_end", result)
+        elif result.code in (DENY, DENYSOFT):
+            self._deferred_data_verdict = result
 
-    def queue_pre_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc == DONE:
+    def data_post_headers_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code != DONE:
+            self.answer("data_post_headers", result)
+
+    def data_post_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("data_post", result):
             return
-        if rc not in (OK, DECLINED):
-            self.log(LOGERROR, "pre plugin returned illegal value")
+        self.run_hooks("queue_pre")
+
+    def queue_pre_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code == DONE or self.answer("queue_pre", result):
             return
         self.run_hooks("queue")
 
-    def queue_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        self.reset_transaction()
-        if rc == DONE:
+    def queue_respond(self, result: HookResult, args: tuple) -> None:
+        """Answer the queue's verdict, tell queue_post, then end the transaction."""
+        if result.code == DONE:
+            self._after_queue(result, queued=None)
             return
-        if rc == OK:
-            self.respond(250, *(msg or ["Queued"]))
-        elif rc == DENY:
-            self.respond(552, *(msg or ["Message denied"]))
-        elif rc == DENYSOFT:
-            self.respond(452, *(msg or ["Message denied temporarily"]))
+        queued = result.code == OK
+        reply = result.reply
+        if queued:
+            code, lines = 250, [str(line) for line in result.messages] or ["Queued"]
+            esc = reply.esc if reply is not None and reply.esc else "2.0.0"
+            self.varlog(LOGNOTICE, "queue", result.plugin, f"accept {self.connection.remote_ip}: 250 {lines[0]}")
+            self.respond(code, *lines, esc=esc)
         else:
-            self.respond(451, *(msg or ["Queuing declined or disabled; try again later"]))
-        self.run_hooks("queue_post")
+            rule = self._rule_for_reply("queue", reply) if reply is not None else rule_for("queue", result.code)
+            code = reply.code if reply is not None else rule.code
+            lines = (reply.lines if reply is not None else [str(m) for m in result.messages]) or [rule.text]
+            self.log_decision("queue", result.plugin or "qpsmtpd", code, lines)
+            self.respond(code, *lines, esc=(reply.esc if reply is not None else None) or rule.esc)
+        self._after_queue(result, queued=queued, code=code, text=lines[0] if lines else "")
 
-    def queue_post_respond(self, rc: int, msg: list[str], args: tuple) -> None:
-        if rc not in (OK, DECLINED) and msg:
-            self.log(LOGERROR, " ".join(str(part) for part in msg))
+    def _after_queue(self, result: HookResult, queued: bool | None, code: int = 0, text: str = "") -> None:
+        """queue_post sees the outcome (transaction.notes["queue_result"]) before the reset."""
+        self.transaction.notes["queue_result"] = {
+            "queued": queued, "code": code, "text": text, "plugin": result.plugin,
+        }
+        try:
+            self.run_hooks("queue_post")
+        finally:
+            self.reset_transaction()
+
+    def queue_post_respond(self, result: HookResult, args: tuple) -> None:
+        if result.code not in (OK, DECLINED) and result.messages:
+            self.log(LOGERROR, " ".join(str(part) for part in result.messages))
+
+
+MESSAGE_HOOKS = frozenset(("data", "data_headers_end", "data_post_headers", "data_post", "queue_pre", "queue"))
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    """A default text with {sender}/{rcpt} filled in (no str.format: client text may hold braces)."""
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def _has_esc(line: str) -> bool:
+    """True when a reply line already starts with an enhanced status code (`5.7.1 ...`)."""
+    head = line.split(" ", 1)[0]
+    parts = head.split(".")
+    return len(parts) == 3 and all(part.isdigit() for part in parts)
+
+
+def header_safe(text: str | None) -> str:
+    """Client-given text for a header we write: control and other unprintable characters become `?`."""
+    text = "" if text is None else str(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def authres_value(text: str) -> str:
+    """An Authentication-Results property value: no `;`, comment, quote or space can start a new entry."""
+    return "".join("?" if (not char.isprintable() or char in ' ;()"\\') else char for char in str(text))
+
+
+def _authserv_id(value: str) -> str:
+    """The authserv-id of an Authentication-Results value (before the first `;`)."""
+    first = value.split(";", 1)[0].strip()
+    return first.split(None, 1)[0].lower() if first else ""
