@@ -13,6 +13,9 @@ that does not come up raises ``ComponentError`` with its log, never a skip.
 * ``mariadb(sql)`` — MariaDB's ``mariadbd`` on a data directory made by
   ``mariadb-install-db``, socket in its private directory and a TCP port on
   127.0.0.1; ``sql`` is run as root once it is up.
+* ``p0f()`` — p0f 3 sniffing the loopback interface (root) for one TCP
+  port, answering on its API socket; ``P0f.fingerprint_localhost()`` makes a
+  real TCP connection to that port so p0f learns 127.0.0.1 (or ::1).
 """
 
 from __future__ import annotations
@@ -169,4 +172,70 @@ def mariadb(sql: str = "") -> Iterator[MariaDB]:
     with _running(start, lambda daemon: lambda: _unix_socket_answers(daemon.socket_path), timeout=60) as daemon:
         if sql:
             daemon.sql(sql)
+        yield daemon
+
+
+# --------------------------------------------------------------------------
+# p0f 3
+# --------------------------------------------------------------------------
+
+P0F_QUERY_MAGIC = 0x50304601
+P0F_STATUS_OK = 0x10
+
+
+@dataclasses.dataclass
+class P0f(Daemon):
+    socket_path: Path = Path()
+
+    def query_status(self, ip: str) -> int | None:
+        """p0f's status for ``ip`` (0x10 known, 0x20 not seen), None when the API does not answer."""
+        import struct
+        family, kind = (socket.AF_INET6, 6) if ":" in ip else (socket.AF_INET, 4)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2.0)
+                sock.connect(str(self.socket_path))
+                sock.sendall(struct.pack("=IB16s", P0F_QUERY_MAGIC, kind, socket.inet_pton(family, ip)))
+                answer = sock.recv(232)
+        except OSError:
+            return None
+        return struct.unpack_from("=I", answer, 4)[0] if len(answer) >= 8 else None
+
+    def fingerprint_localhost(self, ip: str = LOCALHOST) -> None:
+        """A real TCP connection from ``ip`` to ``ip``:port, then wait until p0f knows the host."""
+        import time
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((ip, self.port))
+            listener.listen(1)
+            with socket.create_connection((ip, self.port), timeout=5) as client:
+                accepted, _peer = listener.accept()
+                with accepted:
+                    client.sendall(b"hello")
+                    accepted.recv(5)
+        deadline = time.monotonic() + 5
+        while self.query_status(ip) != P0F_STATUS_OK:
+            if time.monotonic() > deadline:
+                raise ComponentError(f"p0f did not learn {ip} from a connection to port {self.port}\n{self.logs()}")
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def p0f() -> Iterator[P0f]:
+    """``p0f -i lo -s <dir>/p0f.sock 'tcp port N'`` in the foreground (needs root for the capture)."""
+    from components import require_root
+    require_root("p0f (packet capture on lo)")
+    binary = find_binary("p0f")
+
+    def start() -> P0f:
+        base = private_dir("qpsmtpd-p0f-")
+        sock = base / "p0f.sock"
+        port = free_port()
+        proc = _spawn([binary, "-i", "lo", "-s", str(sock), "-o", str(base / "p0f.log"), f"tcp port {port}"],
+                      base / "stderr.log")
+        return P0f("p0f", proc, base, base / "stderr.log", port=port, socket_path=sock,
+                   log_paths=[base / "p0f.log"])
+
+    with _running(start, lambda daemon: lambda: daemon.query_status("192.0.2.1") is not None) as daemon:
         yield daemon
