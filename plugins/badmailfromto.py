@@ -25,6 +25,9 @@ blocked.  Other recipients of the same message are accepted.
 """
 
 from qpsmtpd.constants import DENY, DECLINED, LOGWARN, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_mail(self, transaction, sender, params=None):

@@ -32,6 +32,9 @@ checked.
 
 from qpsmtpd import dsn
 from qpsmtpd.constants import DENY, DECLINED, LOGERROR, LOGWARN, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 REGEXP_CHARS = frozenset("/^$*+!%?\\")
 

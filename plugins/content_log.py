@@ -22,6 +22,9 @@ None.
 """
 
 from qpsmtpd.constants import DECLINED, LOGERROR
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def register(self, qp, *args):

@@ -33,6 +33,9 @@ ignored):
 
 from qpsmtpd import dns
 from qpsmtpd.constants import DECLINED, LOGERROR, LOGNOTICE, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_connect(self, transaction):

@@ -15,6 +15,9 @@ None.
 """
 
 from qpsmtpd.constants import OK, LOGINFO
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_mail_pre(self, transaction, address, params=None):

@@ -36,6 +36,9 @@ None.
 """
 
 from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO, LOGDEBUG, return_code
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_connect(self, transaction):

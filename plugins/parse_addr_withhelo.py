@@ -21,6 +21,9 @@ None.
 
 import re
 from qpsmtpd.constants import OK, DENY, DECLINED, LOGDEBUG
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_mail_parse(self, transaction, line=None):

@@ -28,6 +28,9 @@ None.
 
 import re
 from qpsmtpd.constants import DECLINED, LOGWARN, LOGDEBUG, return_code
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_rcpt(self, transaction, recipient, params=None):

@@ -29,6 +29,9 @@ the wire.
 """
 
 from qpsmtpd.constants import DENY, DECLINED, LOGINFO
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def register(self, qp, *args):

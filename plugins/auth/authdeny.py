@@ -10,6 +10,9 @@ unless another auth plugin accepted the user first.  Not for production.
 """
 
 from qpsmtpd.constants import DECLINED, LOGWARN
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_auth(self, transaction, method, user, pass_clear, pass_hash, ticket=None):

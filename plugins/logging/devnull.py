@@ -13,6 +13,9 @@ None.
 """
 
 from qpsmtpd.constants import DECLINED
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_logging(self, transaction, trace, hook, plugin, message):

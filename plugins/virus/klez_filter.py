@@ -14,6 +14,9 @@ None.
 """
 
 from qpsmtpd.constants import DENY, DECLINED, LOGINFO
+from qpsmtpd.args import Arguments
+
+arguments = Arguments()  # none besides the common loglevel
 
 
 SIGNATURE = b"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQA"
