@@ -13,8 +13,11 @@ recipient at an address literal of this server (`user@[192.0.2.25]`, the
 local IP of the connection) counts as mail for `config/localiphost`
 (default: `me`), as in qmail.
 
-Relay clients and whitelisted hosts or senders (see `is_immune`) may send
-to any domain.  Every other recipient gets
+Relay clients (`relay`, SMTP AUTH: see `is_relay_client`) may send to any
+domain.  Whitelisting (`whitelist`, `dns_whitelist_soft`) does not let a
+recipient in: it only skips checks.  A local part with routing characters
+(`"a@b"@local`, `a%b@local`, `b!a@local`) is not mail for a local domain
+either (many next hops relay it onwards).  Every other recipient gets
 
     550 Relaying denied (#5.7.1)
 
@@ -41,49 +44,12 @@ arguments = Arguments()  # none besides the common loglevel
 
 
 def hook_rcpt(self, transaction, recipient, params=None):
-    if self.is_immune():
+    if self.is_relay_client():
+        self.log(LOGINFO, "pass, relay client")
         return OK
-    host = self.get_rcpt_host(recipient)
+    host = self.recipient_domain(recipient)
     if not host:
         return OK
-    if self.is_in_rcpthosts(host) or self.is_in_morercpthosts(host):
+    if self.is_local_recipient(recipient):
         return OK
     return dsn.relaying_denied()
-
-
-def is_in_rcpthosts(self, host):
-    for allowed in self.qp.config("me") + self.qp.config("rcpthosts"):
-        allowed = allowed.strip().lower()
-        if not allowed:
-            continue
-        if host == allowed:
-            self.log(LOGINFO, f"pass: {host} in rcpthosts")
-            return True
-        if allowed.startswith(".") and host.endswith(allowed):
-            self.log(LOGINFO, f"pass: {host} in rcpthosts as {allowed}")
-            return True
-    return False
-
-
-def is_in_morercpthosts(self, host):
-    more = self.qp.config("morercpthosts", "map")
-    if host in more:
-        self.log(LOGINFO, f"pass: {host} found in morercpthosts")
-        return True
-    self.log(LOGINFO, f"fail: {host} not in morercpthosts")
-    return False
-
-
-def get_rcpt_host(self, recipient):
-    if not recipient:
-        return None
-    if recipient.host:
-        host = recipient.host.lower()
-        local_ip = self.connection.local_ip
-        if local_ip and host in (f"[{local_ip}]", f"[ipv6:{local_ip}]".lower()):
-            return str(self.qp.config_value("localiphost") or self.qp.config_value("me", "")).lower()
-        return host
-    user = (recipient.user or "").lower()
-    if user in ("postmaster", "abuse"):
-        return str(self.qp.config_value("me", "")).lower()
-    return None
