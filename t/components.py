@@ -1107,12 +1107,16 @@ def _spamd_site_dir(base: Path) -> Path:
 
 
 @contextlib.contextmanager
-def spamd(timeout: float = 30.0) -> Iterator[Daemon]:
+def spamd(timeout: float = 30.0, user_prefs: Mapping[str, str] | None = None) -> Iterator[Daemon]:
     """Run spamd on 127.0.0.1:PORT with the shipped rules only (about 1.1 s).
 
     Local tests only (``-L``), no per-user config, as nobody when root.
     Ready when ``PING`` gets ``PONG``. Assert ``score >= 1000`` or the GTUBE
     symbol for :data:`GTUBE` mail, never an exact score.
+
+    ``user_prefs`` maps virtual user names (as sent in spamd's ``User:``
+    header, e.g. an address) to the text of their ``user_prefs`` file
+    (``required_score 2000``); spamd then reads them (``--virtual-config-dir``).
     """
     binary = find_binary("spamd")
 
@@ -1124,6 +1128,20 @@ def spamd(timeout: float = 30.0) -> Iterator[Daemon]:
         argv = [binary, "-L", "-x", f"--listen={LOCALHOST}:{port}", "-A", LOCALHOST,
                 "-C", "/usr/share/spamassassin", f"--siteconfigpath={site}",
                 "-H", str(base / "sa" / "home"), "-s", "stderr", "--min-children=1", "--max-children=2"]
+        if user_prefs is not None:
+            users = base / "sa" / "users"
+            for name, text in user_prefs.items():
+                (users / name).mkdir(parents=True)
+                (users / name / "user_prefs").write_text(text)
+            chown_nobody(users)
+            # spamd insists on -u with virtual configs: as root the parent stays root
+            # and its children run as nobody (otherwise -u names the current user)
+            user = "nobody" if IS_ROOT else pwd.getpwuid(os.geteuid()).pw_name
+            argv += [f"--virtual-config-dir={users}/%u", "-u", user]
+            if IS_ROOT:
+                argv += ["-g", "nogroup"]
+            proc = _spawn(argv, log)
+            return Daemon("spamd", proc, base, log, port=port)
         proc = _spawn(argv, log, **_as_nobody())
         return Daemon("spamd", proc, base, log, port=port)
 
@@ -1158,29 +1176,32 @@ def _clamd_signatures(db: Path) -> None:
     (db / "test.hdb").write_text(f"{hashlib.md5(blob).hexdigest()}:{len(blob)}:Test.ClamAV-TestFile-HDB\n")
 
 
-def _clamd_conf(clam: Path, port: int) -> str:
+def _clamd_conf(clam: Path, port: int, stream_max_length: str = "25M") -> str:
     return "\n".join([
         "Foreground yes", f"DatabaseDirectory {clam / 'db'}", f"TemporaryDirectory {clam / 'tmp'}",
         f"TCPSocket {port}", f"TCPAddr {LOCALHOST}", f"LocalSocket {clam / 'clamd.sock'}",
         f"PidFile {clam / 'clamd.pid'}", f"LogFile {clam / 'clamd.log'}", "LogTime yes",
-        "SelfCheck 0", "Bytecode no", "StreamMaxLength 25M", "MaxThreads 4",
+        "SelfCheck 0", "Bytecode no", f"StreamMaxLength {stream_max_length}", "MaxThreads 4",
     ]) + "\n"
 
 
 @dataclasses.dataclass
 class Clamd(Daemon):
-    """clamd on TCP ``port`` and the unix socket ``socket_path``."""
+    """clamd on TCP ``port`` and the unix socket ``socket_path``; its config is ``conf_path``."""
 
     socket_path: Path = Path()
+    conf_path: Path = Path()
 
 
 @contextlib.contextmanager
-def clamd() -> Iterator[Clamd]:
+def clamd(stream_max_length: str = "25M") -> Iterator[Clamd]:
     """Run clamd with three custom signatures instead of the ClamAV databases.
 
     :data:`EICAR` (also inside MIME attachments) is found as
     ``Test.EICAR-NDB.UNOFFICIAL``; clamav-testfiles' clam.exe (also inside
-    clam.zip) as ``Test.ClamAV-TestFile-HDB.UNOFFICIAL``.
+    clam.zip) as ``Test.ClamAV-TestFile-HDB.UNOFFICIAL``.  ``.conf_path`` is
+    its clamd.conf (for clamdscan ``--config-file``); ``stream_max_length``
+    its ``StreamMaxLength`` (INSTREAM data beyond it is refused).
     """
     binary = find_binary("clamd")
 
@@ -1192,12 +1213,12 @@ def clamd() -> Iterator[Clamd]:
         _clamd_signatures(clam / "db")
         port = free_port()
         conf = clam / "clamd.conf"
-        conf.write_text(_clamd_conf(clam, port))
+        conf.write_text(_clamd_conf(clam, port, stream_max_length))
         chown_nobody(clam)
         out = base / "clamd.out"
         proc = _spawn([binary, "--foreground", f"--config-file={conf}"], out, **_as_nobody())
         return Clamd("clamd", proc, base, out, port=port, log_paths=[out, clam / "clamd.log"],
-                     socket_path=clam / "clamd.sock")
+                     socket_path=clam / "clamd.sock", conf_path=conf)
 
     with _running(start, lambda d: _answers(lambda: clamd_ping(d.port)), timeout=30.0) as daemon:
         yield daemon
