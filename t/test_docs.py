@@ -23,3 +23,10 @@ def test_rendered_pages_are_current():
     result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "render_plugin_docs.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_hook_reply_table_in_docs_is_current():
+    """docs/hooks.md's reply table is generated from lib/qpsmtpd/replies.py (the table the engine answers from)."""
+    tool = os.path.join(REPO, "tools", "render_hook_table.py")
+    done = subprocess.run([sys.executable, tool, "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
