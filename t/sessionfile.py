@@ -62,16 +62,21 @@ class Outcome:
     queue_dir: str
 
 
-SHIPPED_CONFIG = os.path.join(REPO_DIR, "config")
+SHIPPED_CONFIG = os.path.join(REPO_DIR, "config.sample")
+LOCAL_CONFIG = os.path.join(REPO_DIR, "config")  # a developer's own, if any (the repository ships none)
 
 
 def shield_shipped_config(directory: str) -> None:
-    """Make every file of the shipped config/ exist (empty) in `directory`, so only
-    what a test writes takes effect: a file found in $QPSMTPD_CONFIG wins over <install>/config."""
-    for name in os.listdir(SHIPPED_CONFIG):
-        path = os.path.join(directory, name)
-        if not os.path.exists(path):
-            open(path, "w").close()
+    """Make every file of the sample config (and of a config/ in the checkout) exist, empty, in
+    `directory`, so only what a test writes takes effect: a file found in $QPSMTPD_CONFIG wins
+    over <install>/config and over $QMAIL/control."""
+    for source in (SHIPPED_CONFIG, LOCAL_CONFIG):
+        if not os.path.isdir(source):
+            continue
+        for name in os.listdir(source):
+            path = os.path.join(directory, name)
+            if not os.path.exists(path):
+                open(path, "w").close()
 
 
 def write_config(directory: str, config: dict, private: str) -> None:

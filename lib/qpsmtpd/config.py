@@ -2,7 +2,9 @@
 
 A config item `name` is looked up, per item, in `$QPSMTPD_CONFIG/name` if
 that file exists, else `<install>/config/name`, else `$QMAIL/control/name`
-(default `/var/qmail/control`).  Comment lines (`#`) and blank lines are
+(default `/var/qmail/control`): the Perl qpsmtpd's order.  The install
+ships no `config/` (its defaults are in `config.sample/`, read only when
+pointed at), so nothing shipped masks an admin's qmail control files.  Comment lines (`#`) and blank lines are
 dropped and whitespace is trimmed.  `$include FILE` and `$include DIR`
 (sorted, dot files skipped) splice other files in, with loop protection.
 Each file is read at most once per process.  `name.cdb` maps (type "map")
@@ -59,6 +61,17 @@ class Config:
             directory = override
         self._dir_memo[name] = directory
         return directory
+
+    def search_dirs(self) -> list[tuple[str, str]]:
+        """(where it comes from, directory) in lookup order, whether or not it exists."""
+        dirs = []
+        override = os.environ.get("QPSMTPD_CONFIG")
+        if override:
+            dirs.append(("$QPSMTPD_CONFIG", override))
+        dirs.append(("install config/", os.path.join(self.install_dir, "config")))
+        dirs.append(("$QMAIL/control" if os.environ.get("QMAIL") else "qmail control",
+                     os.path.join(os.environ.get("QMAIL", "/var/qmail"), "control")))
+        return dirs
 
     def path(self, name: str) -> str:
         return os.path.join(self.config_dir(name), name)
