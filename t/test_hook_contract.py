@@ -239,3 +239,13 @@ def test_every_table_hook_has_a_default_text_or_takes_the_plugins():
     for hook, rules in TABLE.items():
         for rule in rules.values():
             assert rule.code is None or 200 <= rule.code <= 599
+
+
+def test_an_auth_failure_is_one_decision_line(tmp_path):
+    import base64
+    plain = base64.b64encode(b"\0joe@example.test\0wrong").decode()
+    result = run_session(["EHLO client.test", f"AUTH PLAIN {plain}", "QUIT"],
+                         config=dict(BASE, plugins=["auth/authdeny"]), plugin_dirs=PLUGIN_DIRS)
+    assert result.replies()[2][0] == 535
+    assert any("(auth) auth::authdeny: reject 192.0.2.1: 535 PLAIN authentication failed for joe@example.test"
+               in line for line in result.log), result.log

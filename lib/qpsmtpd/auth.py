@@ -97,9 +97,10 @@ def _exchange(smtp: SMTP, mechanism: str, initial: str | None) -> int | None:
 def _decide(smtp: SMTP, mechanism: str, user: str, password: str | None, digest: str | None,
             ticket: str | None) -> int:
     args = (mechanism, user, password, digest, ticket)
-    rc, *messages = smtp.run_hooks("auth-" + mechanism, *args)
-    if rc == DECLINED:
-        rc, *messages = smtp.run_hooks("auth", *args)
+    result = smtp.run_hooks("auth-" + mechanism, *args)
+    if result.code == DECLINED:
+        result = smtp.run_hooks("auth", *args)
+    rc, messages = result.code, result.messages
     detail = _shown(str(messages[0])) if messages and messages[0] not in (None, "") else ""
     suffix = f" - {detail}" if detail else ""
     if rc == OK:
@@ -107,6 +108,7 @@ def _decide(smtp: SMTP, mechanism: str, user: str, password: str | None, digest:
     smtp.auth_result = DENY
     smtp.auth_mechanism = mechanism
     text = f"{mechanism.upper()} authentication failed for {_shown(user)} from {smtp.connection.remote_ip}{suffix}"
+    smtp.log_decision("auth", result.plugin, 535, [text])
     if not _count_failure(smtp, text):
         smtp.respond(535, "5.7.8 " + text)
     return DENY
