@@ -24,8 +24,14 @@ def line_prefix(hook: str | None, plugin: str | None) -> str:
 
 
 def parse_level(value: str) -> int:
-    """A log level from `6`, `LOGINFO` or `INFO`; ValueError for anything else."""
-    level = int(value) if value.isdigit() else log_level(value)
+    """A log level from `6`, `LOGINFO` or `INFO`; ValueError for anything else.
+
+    Any number is accepted, as the Perl qpsmtpd does (its samples up to 0.84
+    said `logging/warn 9`): a number above 7 logs everything, i.e. means 7.
+    """
+    if value.isascii() and value.isdigit():
+        return min(int(value), 7)
+    level = log_level(value)
     if not isinstance(level, int) or not 0 <= level <= 7:
         raise ValueError(f"unknown log level {value!r}")
     return level
