@@ -249,3 +249,10 @@ def test_an_auth_failure_is_one_decision_line(tmp_path):
     assert result.replies()[2][0] == 535
     assert any("(auth) auth::authdeny: reject 192.0.2.1: 535 PLAIN authentication failed for joe@example.test"
                in line for line in result.log), result.log
+
+
+def test_enhancedstatuscodes_advertised_only_when_enabled():
+    on = session([], ["EHLO client.test"], extra={"enhancedstatuscodes": "1"})
+    assert "ENHANCEDSTATUSCODES" in on.replies()[1][1]
+    off = session([], ["EHLO client.test"])
+    assert "ENHANCEDSTATUSCODES" not in off.replies()[1][1]

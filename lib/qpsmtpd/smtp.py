@@ -313,6 +313,8 @@ class SMTP(Qpsmtpd):
         lines = [self._hi_message(), "PIPELINING", "8BITMIME"]
         if size and size != "0":
             lines.append(f"SIZE {size}")
+        if self.enhanced_status_codes():
+            lines.append("ENHANCEDSTATUSCODES")
         self.respond(250, *lines, *capabilities)
 
     # -- AUTH (dispatch only; the SASL exchange lives in qpsmtpd.auth) --------
