@@ -1,0 +1,504 @@
+"""State that outlives one connection: the store behind greylisting, karma and rate_limit.
+
+A qpsmtpd process lives for one connection, so whatever a plugin must
+remember about a client between connections lives in a store.  Two kinds:
+
+* **local** (the default): an SQLite database per namespace
+  (`<db_dir>/<namespace>.sqlite`, e.g. `greylist.sqlite`), in WAL mode.
+* **Redis** (`redis HOST[:PORT]` on the plugin line, or `config/state_redis`):
+  one server shared by every MX host.  redis-py is imported only by a
+  session whose plugins use Redis (it costs 70-90 ms to import, about four
+  whole sessions; a session on the local store never loads it).
+
+Why SQLite for the local store: it is in the standard library (nothing to
+install, nothing to run), it is safe with many processes at once (a
+`BEGIN IMMEDIATE` transaction is a read-modify-write no other process can
+interleave with, so no increment is lost; a process that dies mid-write
+loses nothing, the kernel drops its locks and the journal rolls back), and
+in WAL mode readers never wait for the writer and a commit needs no fsync
+(`synchronous=NORMAL`: a power cut may lose the last few updates, never
+corrupt the file; acceptable for greylisting and reputation data).  One
+file holds any number of keys (a file or a DBM per key would not scale to
+the hundred thousand addresses a busy MX sees).  The cost per session is
+about 0.6 ms to load the module and 0.5 ms to open and update: the module is
+loaded without `functools` (SQLite's C module imports it only for a
+statement cache we switch off), which would cost 2 ms more.  The Perl
+qpsmtpd's DBM file with a lock file around it serialises every access and
+needs a DBM module (5 ms to import `_dbm` here).
+
+Failure is never silent and never a hang: the local store waits at most
+`timeout` seconds (default 1) for a lock held by another process, a Redis
+call has the same socket time-out for connecting and for each answer, and
+any failure raises `StateError`; each plugin logs it and applies its
+documented fallback (greylisting and rate_limit let the client through, as
+the Perl greylisting does; karma neither penalises nor records).  Once a
+Redis server failed, the process does not try it again (so a session with
+three Redis plugins waits once, not at every hook).
+
+Time comes from `qpsmtpd.state.clock()` (tests replace it).  Expiry: every
+key is written with a time to live; expired keys read as missing (local)
+or vanish (Redis); the local store deletes expired rows now and then.
+
+    from qpsmtpd.state import open_store, StateError
+    store = open_store(plugin, "greylist", redis=..., db_dir=..., timeout=1.0)
+    store.update(key, lambda old: (new_value, result), ttl)   # atomic read-modify-write
+    store.incr(key, 1, ttl)                                    # atomic counter
+    store.slot_acquire(key, member, ttl) / store.slot_release(key, member)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
+
+DEFAULT_TIMEOUT = 1.0
+REDIS_PREFIX = "qpsmtpd:"
+_PRUNE_ONE_IN = 64          # one process in 64 deletes expired rows of the local store
+_down: dict[str, str] = {}  # Redis servers that failed in this process -> why
+
+
+def clock() -> float:
+    """Seconds since the epoch; the one time source of the state layer and its plugins."""
+    return time.time()
+
+
+class StateError(Exception):
+    """The store is down, locked past the time-out, or unusable: fall back and log."""
+
+
+class Store:
+    """What every backend offers.  Keys and values are text."""
+
+    kind = "?"
+    namespace = ""
+
+    def describe(self) -> str:
+        return f"{self.kind} store {self.namespace}"
+
+    def get(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def set(self, key: str, value: str, ttl: float) -> None:
+        self.update(key, lambda old: (value, None), ttl)
+
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, Any]], ttl: float) -> Any:
+        """Atomically: `change(current)` -> (new value, or None to delete; result to return)."""
+        raise NotImplementedError
+
+    def incr(self, key: str, amount: int, ttl: float) -> int:
+        """Add `amount` to a counter (created at 0 with time to live `ttl`); the new value."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """Every live (key, value), in no particular order (for tools)."""
+        raise NotImplementedError
+
+    def prune(self) -> int:
+        """Delete expired keys now; how many."""
+        return 0
+
+    def slot_acquire(self, key: str, member: str, ttl: float) -> int:
+        """Register `member` (one connection) under `key` for `ttl` s; how many live members now."""
+        raise NotImplementedError
+
+    def slot_release(self, key: str, member: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# -- local store: SQLite ------------------------------------------------------
+_sqlite: Any = None
+
+SCHEMA = (
+    "PRAGMA journal_mode=WAL",
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires)",
+    "CREATE TABLE IF NOT EXISTS slots (key TEXT NOT NULL, member TEXT NOT NULL, expires REAL NOT NULL,"
+    " PRIMARY KEY (key, member)) WITHOUT ROWID",
+)
+
+
+def _import_sqlite() -> Any:
+    """SQLite's C module, loaded without `functools` when nothing loaded it yet.
+
+    `_sqlite3` imports functools only to build per-connection statement
+    caches; we open connections with `cached_statements=0`, so a stand-in
+    `lru_cache` that caches nothing serves, and saves ~2 ms per process.
+    """
+    global _sqlite
+    if _sqlite is not None:
+        return _sqlite
+    import sys
+
+    if "functools" in sys.modules:
+        import _sqlite3
+    else:
+        import types
+
+        stand_in = types.ModuleType("functools")
+        stand_in.lru_cache = lambda maxsize=128, typed=False: (lambda function: function)  # type: ignore[attr-defined]
+        sys.modules["functools"] = stand_in
+        try:
+            import _sqlite3
+        finally:
+            if sys.modules.get("functools") is stand_in:
+                del sys.modules["functools"]
+    _sqlite = _sqlite3
+    return _sqlite3
+
+
+class LocalStore(Store):
+    """One SQLite file per namespace; safe with any number of processes."""
+
+    kind = "local"
+
+    def __init__(self, path: str, namespace: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.path = path
+        self.namespace = namespace
+        self.timeout = timeout
+        self._db: Any = None
+        self._writes = 0
+
+    def describe(self) -> str:
+        return f"local store {self.path}"
+
+    def _error(self, error: BaseException) -> StateError:
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            text = f"locked by another process for more than {self.timeout:g}s"
+        return StateError(f"{self.describe()}: {text}")
+
+    def _connection(self) -> Any:
+        if self._db is not None:
+            return self._db
+        sqlite = _import_sqlite()
+        try:
+            if not os.path.exists(self.path):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # never world-readable
+            db = sqlite.connect(self.path, timeout=self.timeout, isolation_level=None, cached_statements=0)
+            db.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite.Error, OSError) as error:
+            raise self._error(error) from None
+        self._db = db
+        return db
+
+    def _run(self, work: Callable[[Any], Any], write: bool) -> Any:
+        """Run `work(db)` in one transaction (IMMEDIATE when it writes); create the schema if missing."""
+        db = self._connection()
+        sqlite = _sqlite
+        for attempt in (1, 2):
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return result
+            except sqlite.OperationalError as error:
+                if "no such table" in str(error) and attempt == 1:
+                    self._create_schema(db)
+                    continue
+                raise self._error(error) from None
+            except sqlite.Error as error:
+                raise self._error(error) from None
+        raise StateError(f"{self.describe()}: cannot create the tables")
+
+    def _create_schema(self, db: Any) -> None:
+        try:
+            for statement in SCHEMA:
+                db.execute(statement)
+        except _sqlite.Error as error:
+            raise self._error(error) from None
+
+    def _maybe_prune(self, db: Any) -> None:
+        self._writes += 1
+        if self._writes == 1 and os.getpid() % _PRUNE_ONE_IN == 0:
+            now = clock()
+            db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM slots WHERE expires <= ?", (now,))
+
+    def get(self, key: str) -> str | None:
+        def read(db: Any) -> str | None:
+            row = db.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, clock())).fetchone()
+            return row[0] if row else None
+        return self._run(read, write=False)
+
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, Any]], ttl: float) -> Any:
+        def read_modify_write(db: Any) -> Any:
+            now = clock()
+            row = db.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, now)).fetchone()
+            new_value, result = change(row[0] if row else None)
+            if new_value is None:
+                db.execute("DELETE FROM kv WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                           (key, new_value, now + ttl))
+            self._maybe_prune(db)
+            return result
+        return self._run(read_modify_write, write=True)
+
+    def incr(self, key: str, amount: int, ttl: float) -> int:
+        def add(db: Any) -> int:
+            now = clock()
+            row = db.execute(
+                "INSERT INTO kv (key, value, expires) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET"
+                " value = CASE WHEN expires > ?4 THEN CAST(value AS INTEGER) + ?2 ELSE ?2 END,"
+                " expires = CASE WHEN expires > ?4 THEN expires ELSE ?3 END RETURNING value",
+                (key, amount, now + ttl, now)).fetchone()
+            self._maybe_prune(db)
+            return int(row[0])
+        return self._run(add, write=True)
+
+    def delete(self, key: str) -> bool:
+        return self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount > 0, write=True)
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        rows = self._run(lambda db: db.execute("SELECT key, value FROM kv WHERE expires > ?",
+                                                (clock(),)).fetchall(), write=False)
+        return iter(rows)
+
+    def prune(self) -> int:
+        def delete_expired(db: Any) -> int:
+            now = clock()
+            count = db.execute("DELETE FROM kv WHERE expires <= ?", (now,)).rowcount
+            db.execute("DELETE FROM slots WHERE expires <= ?", (now,))
+            return count
+        return self._run(delete_expired, write=True)
+
+    def slot_acquire(self, key: str, member: str, ttl: float) -> int:
+        def acquire(db: Any) -> int:
+            now = clock()
+            db.execute("DELETE FROM slots WHERE key = ? AND expires <= ?", (key, now))
+            db.execute("INSERT OR REPLACE INTO slots (key, member, expires) VALUES (?, ?, ?)", (key, member, now + ttl))
+            return db.execute("SELECT COUNT(*) FROM slots WHERE key = ?", (key,)).fetchone()[0]
+        return self._run(acquire, write=True)
+
+    def slot_release(self, key: str, member: str) -> None:
+        self._run(lambda db: db.execute("DELETE FROM slots WHERE key = ? AND member = ?", (key, member)), write=True)
+
+    def close(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:  # closing must never fail a session
+                pass
+            self._db = None
+
+
+# -- Redis ------------------------------------------------------------------------
+class RedisStore(Store):
+    """Keys `qpsmtpd:<namespace>:<key>` on one Redis server shared by every MX host."""
+
+    kind = "redis"
+
+    def __init__(self, server: str, namespace: str, timeout: float = DEFAULT_TIMEOUT,
+                 db: int = 0, password: str | None = None) -> None:
+        self.server = server
+        self.namespace = namespace
+        self.timeout = timeout
+        self.db = db
+        self.password = password
+        self._client: Any = None
+        self._errors: tuple[type[BaseException], ...] = (OSError,)
+        self._watch_error: type[BaseException] = OSError
+
+    def describe(self) -> str:
+        return f"redis store {self.server}"
+
+    def _key(self, key: str) -> str:
+        return f"{REDIS_PREFIX}{self.namespace}:{key}"
+
+    def client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        if self.server in _down:
+            raise StateError(f"{self.describe()}: down ({_down[self.server]}), not retried in this session")
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError as error:
+            raise StateError(f"{self.describe()}: redis-py is not installed "
+                             f"(pip install redis, Debian: python3-redis): {error}") from None
+        self._errors = (redis.RedisError, OSError)
+        self._watch_error = redis.WatchError
+        options: dict[str, Any] = {
+            "socket_timeout": self.timeout, "socket_connect_timeout": self.timeout,
+            "retry_on_timeout": False, "retry": Retry(NoBackoff(), 0), "health_check_interval": 0,
+            "decode_responses": True,
+        }
+        if "://" in self.server:
+            self._client = redis.Redis.from_url(self.server, **options)
+        else:
+            host, port = split_host_port(self.server)
+            if host.startswith("/"):
+                self._client = redis.Redis(unix_socket_path=host, db=self.db, password=self.password, **options)
+            else:
+                self._client = redis.Redis(host=host, port=port, db=self.db, password=self.password, **options)
+        return self._client
+
+    def _call(self, work: Callable[[Any], Any]) -> Any:
+        client = self.client()
+        try:
+            return work(client)
+        except self._errors as error:
+            reason = f"{type(error).__name__}: {error}"
+            _down[self.server] = reason
+            raise StateError(f"{self.describe()}: {reason}") from None
+
+    def get(self, key: str) -> str | None:
+        return self._call(lambda client: client.get(self._key(key)))
+
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, Any]], ttl: float) -> Any:
+        full_key = self._key(key)
+        deadline = time.monotonic() + max(self.timeout, 0.1) * 5
+
+        def optimistic(client: Any) -> Any:
+            while True:
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(full_key)
+                        new_value, result = change(pipe.get(full_key))
+                        pipe.multi()
+                        if new_value is None:
+                            pipe.delete(full_key)
+                        else:
+                            pipe.set(full_key, new_value, px=max(1, int(ttl * 1000)))
+                        pipe.execute()
+                        return result
+                    except self._watch_error:
+                        if time.monotonic() > deadline:
+                            raise StateError(f"{self.describe()}: key {key} changed under us too often") from None
+        return self._call(optimistic)
+
+    def incr(self, key: str, amount: int, ttl: float) -> int:
+        full_key = self._key(key)
+
+        def add(client: Any) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.set(full_key, 0, px=max(1, int(ttl * 1000)), nx=True)
+            pipe.incrby(full_key, amount)
+            return int(pipe.execute()[1])
+        return self._call(add)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call(lambda client: client.delete(self._key(key))))
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        prefix = self._key("")
+
+        def scan(client: Any) -> list[tuple[str, str]]:
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            values = client.mget(keys) if keys else []
+            return [(full[len(prefix):], value) for full, value in zip(keys, values) if value is not None]
+        return iter(self._call(scan))
+
+    def slot_acquire(self, key: str, member: str, ttl: float) -> int:
+        full_key = self._key(key)
+
+        def acquire(client: Any) -> int:
+            now = clock()
+            pipe = client.pipeline(transaction=True)
+            pipe.zremrangebyscore(full_key, "-inf", now)
+            pipe.zadd(full_key, {member: now + ttl})
+            pipe.zcard(full_key)
+            pipe.pexpire(full_key, max(1, int(ttl * 1000)))
+            return int(pipe.execute()[2])
+        return self._call(acquire)
+
+    def slot_release(self, key: str, member: str) -> None:
+        self._call(lambda client: client.zrem(self._key(key), member))
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # closing must never fail a session
+                pass
+            self._client = None
+
+
+# -- choosing a store -----------------------------------------------------------------
+def split_host_port(server: str, default_port: int = 6379) -> tuple[str, int]:
+    """`host[:port]`, `[v6]:port` or a unix socket path -> (host, port)."""
+    if server.startswith("/"):
+        return server, 0
+    if server.startswith("["):
+        host, _bracket, rest = server[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else default_port
+    host, colon, port = server.rpartition(":")
+    if colon and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return server, default_port
+
+
+def redis_settings(qp: Any) -> dict[str, str]:
+    """`config/state_redis`: `SERVER [db=N] [password_file=PATH] [timeout=SECONDS]` (first line)."""
+    line = qp.config_value("state_redis")
+    if not line:
+        return {}
+    words = str(line).split()
+    settings = {"server": words[0]}
+    for word in words[1:]:
+        name, _equals, value = word.partition("=")
+        settings[name] = value
+    return settings
+
+
+def _read_password(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.readline().strip() or None
+    except OSError as error:
+        raise StateError(f"redis password_file {path}: {error.strerror}") from None
+
+
+def candidate_dirs(qp: Any, own_dir: str) -> list[str]:
+    """Where a local store goes when the plugin has no `db_dir` (the Perl plugins' order)."""
+    install = getattr(qp, "install_dir", "") or "."
+    return [own_dir, os.path.join(install, "var", "db"), os.path.join(install, "config")]
+
+
+def choose_dir(db_dir: str | None, candidates: list[str]) -> str:
+    if db_dir:
+        if not os.path.isdir(db_dir) or not os.access(db_dir, os.W_OK | os.X_OK):
+            raise StateError(f"db_dir {db_dir} is not a writable directory")
+        return db_dir
+    for directory in candidates:
+        if os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK):
+            return directory
+    raise StateError(f"no writable directory for the local store (tried {', '.join(candidates)}; set db_dir)")
+
+
+def open_store(qp: Any, namespace: str, *, redis: str | None = None, db_dir: str | None = None,
+               timeout: float | None = None, own_dir: str | None = None) -> Store:
+    """The store a plugin asked for: `redis` (its argument), else `config/state_redis`, else local.
+
+    Nothing is connected or opened here; the first operation does that (and
+    may raise StateError).  A bad `db_dir` raises StateError at once.
+    """
+    settings = {} if redis else redis_settings(qp)
+    server = redis or settings.get("server")
+    if timeout is None:
+        try:
+            timeout = float(settings.get("timeout") or DEFAULT_TIMEOUT)
+        except ValueError:
+            timeout = DEFAULT_TIMEOUT
+    if server:
+        password = _read_password(settings["password_file"]) if settings.get("password_file") else None
+        db_text = settings.get("db") or "0"
+        return RedisStore(server, namespace, timeout, int(db_text) if db_text.isdigit() else 0, password)
+    directory = choose_dir(db_dir, candidate_dirs(qp, own_dir or f"/var/lib/qpsmtpd/{namespace}"))
+    return LocalStore(os.path.join(directory, namespace + ".sqlite"), namespace, timeout)
