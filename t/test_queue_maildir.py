@@ -54,7 +54,7 @@ def test_one_copy_per_recipient_with_template_and_mode(tmp_path):
 
 
 def test_template_cannot_climb_out(tmp_path):
-    lines = ["HELO c", "MAIL FROM:<>", 'RCPT TO:<"..@x/../y"@example.test>', 'RCPT TO:<".."@example.test>',
+    lines = ["HELO c", "MAIL FROM:<>", 'RCPT TO:<"../x/../y"@example.test>', 'RCPT TO:<".."@example.test>',
              "DATA", "Subject: x", "", "x", ".", "QUIT"]
     base = tmp_path / "base"
     result = run(f"{base} %l", lines)

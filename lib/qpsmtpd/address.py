@@ -26,9 +26,11 @@ _LDH = _LETTERS_DIGITS | {"-"}
 _ATOM = _LETTERS_DIGITS | frozenset("!#%&*+=?^_`{|}~$'-/")
 _UNQUOTED = _ATOM | {"."}  # what format() leaves unquoted
 _HEX_COLON_DOT = frozenset("0123456789abcdefABCDEF:.")
-_QTEXT = frozenset(chr(c) for c in [*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x22), *range(0x23, 0x5C),
-                                    *range(0x5D, 0x80)])
-_TEXT = frozenset(chr(c) for c in [*range(0x01, 0x0A), 0x0B, 0x0C, *range(0x0E, 0x80)])
+# RFC 5321 qtextSMTP and quoted-pairSMTP: printable ASCII and space only.  The obsolete
+# control characters RFC 2822 allowed in quoted strings are refused: no next hop, log
+# line or header should ever see them.
+_QTEXT = frozenset(chr(c) for c in [*range(0x20, 0x22), *range(0x23, 0x5C), *range(0x5D, 0x7F)])
+_TEXT = frozenset(chr(c) for c in range(0x20, 0x7F))
 
 
 def is_domain(text: str) -> bool:
@@ -154,11 +156,16 @@ class Address:
         return self.user is None
 
     def format(self) -> str:
-        """Canonical `<user@host>`, quoting the local part where RFC 5321 needs it."""
+        """Canonical `<user@host>`, quoting the local part where RFC 5321 needs it.
+
+        A local part that is not a dot-atom is quoted, every character outside
+        the atom set escaped (`"a b"` -> `"a\\ b"`, as qpsmtpd writes it), so
+        `"x> RET=FULL"@example.com` stays one address on the next hop.
+        """
         if self.user is None:
             return "<>"
         host = "@" + self.host if self.host is not None else ""
-        if not _UNQUOTED.issuperset(self.user):
+        if not _is_dot_atom(self.user):
             escaped = "".join(char if char in _UNQUOTED else "\\" + char for char in self.user)
             return f'<"{escaped}"{host}>'
         return f"<{self.user}{host}>"

@@ -33,15 +33,18 @@ recipient first, as qpsmtpd writes them); with a template each copy has the
 
 A file is written in `tmp/`, flushed to disk with `fsync`, then renamed
 into `new/` (and `new/` is synced).  With several recipients every copy is
-written and synced first, and only then are they all renamed, so a failure
-delivers nothing rather than some copies (which a retry would duplicate).
+written and synced first, and only then are they all renamed; when a
+rename or the sync of `new/` fails (or the queue time-out strikes), the
+copies already renamed are removed again, so a failure delivers nothing
+rather than some copies (which the client's retry would duplicate).
 File names are `<time>.P<pid>M<microseconds>Q<counter>.<hostname>`.
 
 ## Replies
 
 * `250 Queued! <message-id>` when every copy is in `new/`;
 * `451 queue error (<step>)` when a directory cannot be created or a file
-  written, synced or renamed (the reason is logged).
+  opened, written, renamed or synced (`mkdir`, `open`, `write`, `rename`,
+  `sync`; the reason is logged), and then nothing is delivered.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ from __future__ import annotations
 import os
 import re
 import time
+
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.constants import DONE, LOGCRIT, LOGERROR, OK
+from qpsmtpd.plugin import Plugin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -97,25 +104,31 @@ def fsync_dir(path: str) -> None:
 class Maildir(Plugin):
     """Writes the message into a maildir."""
 
+    arguments = Arguments(
+        positional=(Option("path", help="the maildir, relative to the installation directory"),
+                    Option("subdir_template", help="per-recipient maildir below path: %l, %d, %u"),
+                    Option("mode", help="three octal digits for new directories (default 700)")),
+    )
     counter = 0
 
     def register(self, qp: Any, *args: str) -> None:
-        if not args:
+        path, template, mode = self.opts["path"], self.opts["subdir_template"], self.opts["mode"]
+        if not path:
             raise ValueError("maildir directory not specified")
-        match = re.match(r"[-/\w.]+", args[0])
-        if not match or match.group(0) != args[0]:
-            raise ValueError(f"bad maildir path {args[0]!r}")
-        self.maildir = os.path.join(qp.install_dir, args[0])
+        match = re.match(r"[-/\w.]+", path)
+        if not match or match.group(0) != path:
+            raise ValueError(f"bad maildir path {path!r}")
+        self.maildir = os.path.join(qp.install_dir, path)
         self.template = None
-        if len(args) > 1:
-            if not re.search(r"%[ldu]", args[1]) or "/../" in f"/{args[1]}/":
+        if template is not None:
+            if not re.search(r"%[ldu]", template) or "/../" in f"/{template}/":
                 raise ValueError("sub directory does not contain a substitution parameter")
-            self.template = args[1]
+            self.template = template
         self.perms = 0o700
-        if len(args) > 2:
-            if not re.fullmatch(r"[0-7]{3}", args[2]):
+        if mode is not None:
+            if not re.fullmatch(r"[0-7]{3}", mode):
                 raise ValueError("mode is not an octal number")
-            self.perms = int(args[2], 8)
+            self.perms = int(mode, 8)
         self.host = hostname()
 
     def hook_queue(self, transaction: Any) -> Any:
@@ -125,30 +138,45 @@ class Maildir(Plugin):
                        [rcpt.address]) for rcpt in transaction.recipients]
         else:
             copies = [(self.maildir, [rcpt.address for rcpt in reversed(transaction.recipients)])]
-        written: list[tuple[str, str]] = []
+        written: list[tuple[str, str]] = []  # (tmp path, new path) of every copy written
+        renamed: list[str] = []               # new paths already in new/
         old_umask = os.umask(0o777 ^ self.perms)
         try:
             for maildir, delivered_to in copies:
                 written.append(self.write_copy(transaction, maildir, sender, delivered_to))
             for tmp_path, new_path in written:
-                os.rename(tmp_path, new_path)
-            for new_dir in {os.path.dirname(new) for _tmp, new in written}:
-                fsync_dir(new_dir)
+                try:
+                    os.rename(tmp_path, new_path)
+                except OSError as error:
+                    raise DeliveryError("rename", f"{new_path}: {error}") from error
+                renamed.append(new_path)
+            for new_dir in sorted({os.path.dirname(new) for _tmp, new in written}):
+                try:
+                    fsync_dir(new_dir)
+                except OSError as error:
+                    raise DeliveryError("sync", f"{new_dir}: {error}") from error
         except DeliveryError as error:
-            return self.failed(written, error.step, str(error))
-        except OSError as error:
-            return self.failed(written, "rename", str(error))
+            return self.failed(written, renamed, error.step, str(error))
+        except BaseException:  # a time-out or a bug: nothing may stay delivered behind a failure
+            self.roll_back(written, renamed)
+            raise
         finally:
             os.umask(old_umask)
         msg_id = (transaction.header.get("Message-Id") or "").split("\n")[0].strip()
         return OK, f"Queued! {msg_id}".rstrip()
 
-    def failed(self, written: list[tuple[str, str]], step: str, detail: str) -> int:
-        for tmp_path, _new_path in written:
+    def roll_back(self, written: list[tuple[str, str]], renamed: list[str]) -> None:
+        """All or nothing: remove every copy, in tmp/ and already in new/."""
+        for path in [tmp for tmp, _new in written] + renamed:
             try:
-                os.unlink(tmp_path)
-            except OSError:
+                os.unlink(path)
+            except FileNotFoundError:
                 pass
+            except OSError as error:
+                self.log(LOGCRIT, f"cannot take back {path} after a failed delivery: {error}")
+
+    def failed(self, written: list[tuple[str, str]], renamed: list[str], step: str, detail: str) -> int:
+        self.roll_back(written, renamed)
         self.log(LOGERROR, f"maildir delivery failed ({step}): {detail}")
         self.qp.respond(451, f"queue error ({step})")
         return DONE
@@ -185,10 +213,12 @@ class Maildir(Plugin):
                     handle.write(block)
                 handle.flush()
                 os.fsync(handle.fileno())
-        except OSError as error:
+        except BaseException as error:
             try:
                 os.unlink(tmp_path)
             except OSError:
                 pass
-            raise DeliveryError("write", f"{tmp_path}: {error}") from error
+            if isinstance(error, OSError):
+                raise DeliveryError("write", f"{tmp_path}: {error}") from error
+            raise
         return tmp_path, os.path.join(maildir, "new", name)

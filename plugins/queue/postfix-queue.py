@@ -60,6 +60,10 @@ import os
 import re
 import time
 
+from qpsmtpd.args import Arguments
+from qpsmtpd.constants import DONE, LOGERROR, LOGWARN, OK
+from qpsmtpd.plugin import Plugin
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any
@@ -193,6 +197,9 @@ class CleanupStream:
 
 class PostfixQueue(Plugin):
     """Queues through Postfix's cleanup service."""
+
+    # a socket path (starting with /) and FLAG_* words, in any order: read from self.args
+    arguments = Arguments(free=True)
 
     def register(self, qp: Any, *args: str) -> None:
         words = list(args)

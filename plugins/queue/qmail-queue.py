@@ -24,6 +24,23 @@ envelope on fd 1, exactly as qmail-smtpd drives it:
 * fd 1: `F<sender>\\0`, one `T<recipient>\\0` per recipient, and a final
   `\\0` (the null sender is `F\\0`).
 
+## Config files
+
+* `qmail_queue_timeout` — seconds qmail-queue may take to read the message
+  and envelope and exit (default 300); past it, it is killed and the client
+  gets `451 qq timeout (#4.3.0)`.  (The engine's `queue_timeout` bounds the
+  whole queue hook too.)
+
+## Safety
+
+`250` only when qmail-queue read the whole message, then the whole envelope,
+and exited 0.  A qmail-queue that exits 0 with bytes still unread in either
+pipe (or before everything was written), is killed, or cannot be waited for
+is a failure (451): it cannot have queued what the client sent.  The
+session resets inherited signal dispositions at start-up, so an ignored
+SIGCHLD (as `swaks --pipe` leaves it) cannot make the wait fail after
+qmail-queue accepted.
+
 ## Replies
 
 | qmail-queue result | reply |
@@ -32,6 +49,8 @@ envelope on fd 1, exactly as qmail-smtpd drives it:
 | exit 11–40 | `554` and qmail-smtpd's text, e.g. `554 envelope address too long for qq (#5.1.3)` |
 | any other exit code | `451` and qmail-smtpd's text, e.g. `451 qq write error or disk full (#4.3.0)` |
 | killed by a signal | `451 qq crashed (#4.3.0)` |
+| exit 0 without reading everything | `451 qq read error (#4.3.0)` |
+| no exit within `qmail_queue_timeout` | `451 qq timeout (#4.3.0)` (it is killed) |
 | cannot be started | `451 unable to exec qq (#4.3.0)` |
 
 The texts are qmail-smtpd's (see `docs/queue.md` for the whole table).  The
@@ -46,10 +65,15 @@ from __future__ import annotations
 import os
 import time
 
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.constants import DONE, LOGERROR, LOGNOTICE, LOGWARN, OK
+from qpsmtpd.plugin import Plugin
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterable
 
+DEFAULT_TIMEOUT = 300
 # qmail-smtpd's texts (qmail.c, qmail_close) for qmail-queue's exit codes.
 QQ_EXIT = {
     11: "Denvelope address too long for qq (#5.1.3)",
@@ -78,6 +102,9 @@ QQ_EXIT = {
 QQ_CRASHED = "Zqq crashed (#4.3.0)"
 QQ_EXEC = "Zunable to exec qq (#4.3.0)"
 QQ_WRITE = "Zqq write error or disk full (#4.3.0)"
+QQ_UNREAD = "Zqq read error (#4.3.0)"
+QQ_TIMEOUT = "Zqq timeout (#4.3.0)"
+FIONREAD = 0x541B  # <asm-generic/ioctls.h>: bytes waiting in a pipe (either end on Linux)
 
 
 def qq_reason(status: int) -> str:
@@ -109,26 +136,131 @@ def envelope(transaction: Any) -> bytes:
     return b"".join(parts)
 
 
-def _write_all(fd: int, blocks: Any) -> bool:
-    """Write every block to fd and close it; False when the reader went away."""
-    try:
-        with open(fd, "wb", closefd=True) as pipe:
-            for block in blocks:
-                pipe.write(block)
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
+class QueueFailed(Exception):
+    """The hand-off failed; `verdict` is qmail-smtpd's text ('Z...' or 'D...')."""
+
+    def __init__(self, verdict: str, detail: str) -> None:
+        super().__init__(detail)
+        self.verdict = verdict
+
+
+def unread_bytes(fd: int) -> int:
+    """Bytes still waiting in the pipe `fd` belongs to."""
+    import fcntl
+    import struct
+
+    return struct.unpack("i", fcntl.ioctl(fd, FIONREAD, b"\0\0\0\0"))[0]
+
+
+class Pipes:
+    """The two pipes to qmail-queue; each end closed exactly once."""
+
+    NAMES = ("msg_read", "msg_write", "env_read", "env_write")
+
+    def __init__(self) -> None:
+        self.msg_read, self.msg_write = os.pipe()
+        self.env_read, self.env_write = os.pipe()
+
+    def close(self, name: str) -> None:
+        fd = getattr(self, name)
+        if fd >= 0:
+            setattr(self, name, -1)
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for name in self.NAMES:
+            self.close(name)
+
+
+class Child:
+    """qmail-queue running: its pid, a pidfd to wait on with a time limit, and the deadline."""
+
+    def __init__(self, pid: int, deadline: float) -> None:
+        self.pid = pid
+        self.deadline = deadline
+        self.status: int | None = None
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None  # an old kernel: poll waitpid instead
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise QueueFailed(QQ_TIMEOUT, "qmail-queue took too long")
+        return left
+
+    def exited(self) -> bool:
+        """Reap it if it has exited (never blocks)."""
+        if self.status is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError as error:  # reaped by someone else: its verdict is lost
+                raise QueueFailed(QQ_CRASHED, f"cannot wait for qmail-queue: {error}") from error
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+        return self.status is not None
+
+    def write(self, fd: int, blocks: Iterable[bytes]) -> None:
+        """Write every block to the non-blocking pipe `fd`; fail when the child exits first."""
+        import select
+
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if self.pidfd is not None:
+            poller.register(self.pidfd, select.POLLIN)
+        for block in blocks:
+            view = memoryview(block)
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                    continue
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError) as error:
+                    raise QueueFailed(QQ_WRITE, "qmail-queue stopped reading") from error
+                poller.poll(min(self.remaining(), 0.2 if self.pidfd is None else 3600) * 1000)
+                if self.exited():  # it cannot have queued what it never read; its own verdict wins
+                    assert self.status is not None
+                    raise QueueFailed(qq_reason(self.status) or QQ_UNREAD,
+                                      f"qmail-queue exited ({self.status}) before reading everything")
+
+    def wait(self) -> int:
+        """The exit code (negative: the signal), within the deadline."""
+        import select
+
+        while not self.exited():
+            if self.pidfd is not None:
+                select.select([self.pidfd], [], [], self.remaining())
+            else:
+                time.sleep(min(self.remaining(), 0.01))
+        assert self.status is not None
+        return self.status
+
+    def close(self) -> None:
+        """Kill and reap it if it still runs (a failure or a time-out on our side)."""
+        if self.status is None:
+            try:
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.status = -9
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 class QmailQueue(Plugin):
     """Runs qmail-queue for every message."""
 
+    arguments = Arguments(positional=(Option("path", help="the qmail-queue program (absolute path)"),), free=True)
+
     def register(self, qp: Any, *args: str) -> None:
         if len(args) > 1:
             self.log(LOGWARN, "Ignoring additional arguments.")
-        path = args[0] if args else os.environ.get("QMAIL", "/var/qmail") + "/bin/qmail-queue"
+        path = self.opts["path"] or os.environ.get("QMAIL", "/var/qmail") + "/bin/qmail-queue"
         self.queue_exec = os.environ.get("QMAILQUEUE") or path
-
 
     def reply(self, verdict: str) -> int:
         """Answer a failure ourselves: 'D...' -> 554, anything else -> 451."""
@@ -142,29 +274,44 @@ class QmailQueue(Plugin):
         if not os.path.isabs(program):
             self.log(LOGERROR, f"qmail-queue path is not absolute: {program}")
             return self.reply(QQ_EXEC)
-        msg_read, msg_write = os.pipe()
-        env_read, env_write = os.pipe()
+        timeout = self.qp.config_int("qmail_queue_timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+        pipes = Pipes()
+        child = None
         try:
             self.log(LOGNOTICE, f"Queuing to {program}")
-            pid = os.posix_spawn(program, [program], os.environ, file_actions=[
-                (os.POSIX_SPAWN_DUP2, msg_read, 0), (os.POSIX_SPAWN_DUP2, env_read, 1)])
-        except OSError as error:
-            for fd in (msg_write, env_write):
-                os.close(fd)
-            self.log(LOGERROR, f"could not run {program}: {error}")
-            return self.reply(QQ_EXEC)
+            try:
+                pid = os.posix_spawn(program, [program], os.environ, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, pipes.msg_read, 0), (os.POSIX_SPAWN_DUP2, pipes.env_read, 1)])
+            except OSError as error:
+                self.log(LOGERROR, f"could not run {program}: {error}")
+                return self.reply(QQ_EXEC)
+            child = Child(pid, time.monotonic() + timeout)
+            status = self.hand_over(child, transaction, pipes)
+            # our copies of the read ends stay open until here: bytes left in a pipe mean
+            # qmail-queue exited without reading everything, whatever its exit code says
+            left = unread_bytes(pipes.msg_read) + unread_bytes(pipes.env_read)
+        except QueueFailed as failure:
+            self.log(LOGERROR, str(failure))
+            return self.reply(failure.verdict)
         finally:
-            os.close(msg_read)
-            os.close(env_read)
-        written = _write_all(msg_write, transaction.iter_message())
-        if written:
-            written = _write_all(env_write, [envelope(transaction)])
-        else:
-            os.close(env_write)
-        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            pipes.close_all()
+            if child is not None:
+                child.close()
         verdict = qq_reason(status)
-        if not verdict and not written:
-            verdict = QQ_WRITE  # it exited 0 without reading everything: not safe
+        if not verdict and left:
+            self.log(LOGERROR, f"qmail-queue exited 0 with {left} bytes unread")
+            verdict = QQ_UNREAD
         if verdict:
             return self.reply(verdict)
         return OK, f"Queued! {int(time.time())} qp {pid} {message_id(transaction)}"
+
+    @staticmethod
+    def hand_over(child: Child, transaction: Any, pipes: Pipes) -> int:
+        """Message on fd 0 to its end, then the envelope on fd 1; the exit code."""
+        os.set_blocking(pipes.msg_write, False)
+        os.set_blocking(pipes.env_write, False)
+        child.write(pipes.msg_write, transaction.iter_message())
+        pipes.close("msg_write")  # end of file for the message: qmail-queue now reads the envelope
+        child.write(pipes.env_write, [envelope(transaction)])
+        pipes.close("env_write")
+        return child.wait()

@@ -37,6 +37,8 @@ message is streamed from the spool in 64 KiB blocks.
 | `D...` | `554 Denied: <server text>` |
 | no connection (refused, timeout) | the next server; after the last one `451 QMQP server unavailable` |
 | the connection fails before the whole message was sent | the next server (it cannot have queued an incomplete message) |
+| `K` before the whole package was sent | the next server: a yes for a message the server has not seen is no yes |
+| `D`/`Z` before the whole package was sent (e.g. too big) | `554`/`451` as above |
 | no valid answer after the whole message was sent (closed, timeout, garbage) | `451` at once: the server may have queued it, so it is not sent elsewhere |
 
 The 451 and 554 replies are sent by the plugin itself (it returns `DONE`).
@@ -45,6 +47,10 @@ The 451 and 554 replies are sent by the plugin itself (it returns `DONE`).
 from __future__ import annotations
 
 import re
+
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.constants import DONE, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd.plugin import Plugin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -87,14 +93,18 @@ def clean_text(data: bytes) -> str:
 class QmqpForward(Plugin):
     """Queues by QMQP."""
 
+    arguments = Arguments(positional=(Option("server", help="host name or IP address"),
+                                      Option("port", help="default 628")), free=True)
+
     def register(self, qp: Any, *args: str) -> None:
         if len(args) > 2:
             self.log(LOGWARN, "WARNING: Ignoring additional arguments.")
         self.servers: list[tuple[str, int]] = []
-        if args:
-            if not _HOST.match(args[0]) or (len(args) > 1 and not args[1].isdigit()):
-                raise ValueError(f"Bad data in qmqp server: {args[0]} {' '.join(args[1:2])}")
-            self.servers.append((args[0].strip("[]"), int(args[1]) if len(args) > 1 else DEFAULT_PORT))
+        server, port = self.opts["server"], self.opts["port"]
+        if server:
+            if not _HOST.match(server) or (port is not None and not (port.isascii() and port.isdigit())):
+                raise ValueError(f"Bad data in qmqp server: {server} {port or ''}")
+            self.servers.append((server.strip("[]"), int(port) if port else DEFAULT_PORT))
         else:
             for line in qp.config("qmqpservers"):
                 server = parse_server(line)
@@ -156,18 +166,35 @@ class QmqpForward(Plugin):
         with sock:
             sock.settimeout(timeout)
             try:
-                self.stream(sock, transaction, addresses)
+                early = self.stream(sock, transaction, addresses)
             except (BrokenPipeError, ConnectionResetError) as error:
-                answer = self._early_answer(sock)
-                if answer is not None:
-                    return answer
-                raise QmqpError(f"connection lost while sending: {error}", retry=True) from error
+                early = self._early_answer(sock)
+                if early is None:
+                    raise QmqpError(f"connection lost while sending: {error}", retry=True) from error
             except OSError as error:  # a timeout or another write error: the package is incomplete
                 raise QmqpError(f"sending failed: {error}", retry=True) from error
+            if early is not None:
+                return self.early(early)
             try:
                 return read_netstring(sock)
             except (OSError, ValueError) as error:
                 raise QmqpError(f"no valid answer: {error}", retry=False) from error
+
+    @staticmethod
+    def early(answer: bytes) -> bytes:
+        """An answer before the whole package was sent: a refusal counts, a `K` cannot
+        (the server has not seen the whole message), so the next server is tried."""
+        if answer[:1] == b"K":
+            raise QmqpError(f"server said K before the whole message was sent: {clean_text(answer)!r}",
+                            retry=True)
+        return answer
+
+    @classmethod
+    def _answer_before_end(cls, sock: Any) -> bytes:
+        answer = cls._early_answer(sock)
+        if answer is None:
+            raise QmqpError("the server closed before the whole message was sent", retry=True)
+        return answer
 
     @staticmethod
     def _early_answer(sock: Any) -> bytes | None:
@@ -177,25 +204,35 @@ class QmqpForward(Plugin):
         except (OSError, ValueError):
             return None
 
-    @staticmethod
-    def stream(sock: Any, transaction: Any, addresses: bytes) -> None:
+    @classmethod
+    def stream(cls, sock: Any, transaction: Any, addresses: bytes) -> bytes | None:
+        """Send the package; an answer that arrives before it is complete is returned at once."""
+        import select
+
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         size = transaction.message_size()
         message_head = b"%d:" % size
         total = len(message_head) + size + 1 + len(addresses)
         sock.sendall(b"%d:%s" % (total, message_head))
         sent = 0
         for block in transaction.iter_message(BLOCK_SIZE):
+            if poller.poll(0):  # the server spoke (or closed) before it had everything
+                return cls._answer_before_end(sock)
             sent += len(block)
             if sent > size:
                 break
             sock.sendall(block)
         if sent != size:  # never finish a package whose length would lie
             raise OSError(f"message is {sent} bytes, expected {size}")
+        if poller.poll(0):
+            return cls._answer_before_end(sock)
         sock.sendall(b"," + addresses + b",")
         try:
             sock.shutdown(1)  # SHUT_WR: the package is complete
         except OSError:
             pass  # the answer (or its absence) decides
+        return None
 
 
 def read_netstring(sock: Any) -> bytes:

@@ -23,7 +23,10 @@ server that does not advertise XCLIENT makes every message fail with 451.
 ## What it sends
 
 `EHLO <me>` (`HELO` if EHLO is refused), `MAIL FROM:<sender>`, one `RCPT TO`
-per recipient, `DATA`, the message, `.`, `QUIT`.  The message goes out with
+per recipient (every address in its RFC 5321 form: a local part that is not
+a dot-atom is quoted, so `"x> RET=FULL"@example.com` stays one address and
+adds no parameter; an address with a control or non-ASCII character is not
+forwarded at all, 554), `DATA`, the message, `.`, `QUIT`.  The message goes out with
 CRLF line ends and dot-stuffing, streamed from the spool in blocks.  Every
 CR, LF or CR LF in the stored message becomes one CRLF, so a bare CR or LF
 can never end a line (or the DATA) differently on the next hop than here:
@@ -49,6 +52,10 @@ are answered by the plugin itself (it returns `DONE`).
 from __future__ import annotations
 
 import re
+
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.constants import DONE, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd.plugin import Plugin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -107,6 +114,14 @@ def xtext(value: str) -> str:
     return XCLIENT_SAFE.sub(lambda m: b"+%02X" % m.group(0)[0], raw).decode("ascii")
 
 
+def smtp_path(formatted: str) -> str:
+    """An address as the next hop gets it: `Address.format()` (RFC 5321 quoting), and
+    nothing a next hop could read as a line end or a parameter separator outside quotes."""
+    if not formatted.isascii() or not formatted.isprintable():
+        raise SmtpFailure(554, f"address not forwardable: {formatted.encode('ascii', 'backslashreplace').decode()!r}")
+    return formatted
+
+
 def clean_text(text: str) -> str:
     return _UNPRINTABLE.sub(" ", text).strip()[:300]
 
@@ -155,21 +170,31 @@ class SmtpClient:
 class SmtpForward(Plugin):
     """Relays the message over SMTP."""
 
+    arguments = Arguments(
+        Option("xclient", kind="flag", help="pass the client's details with XCLIENT"),
+        positional=(Option("host", help="host name or IP address of the next hop"),
+                    Option("port", help="default 25")),
+        free=True,
+    )
+
     def init(self, qp: Any, *args: str) -> None:
-        if not args:
+        host, port = self.opts["host"], self.opts["port"]
+        if not host:
             raise ValueError("No SMTP server specified in smtp-forward config")
-        if not _HOST.match(args[0]):
-            raise ValueError(f"Bad data in smtp server: {args[0]}")
-        self.server = args[0].strip("[]")
-        self.port = int(args[1]) if len(args) > 1 and args[1].isdigit() else 25
-        self.flags: set[str] = set()
-        for flag in args[2:]:
+        if not _HOST.match(host):
+            raise ValueError(f"Bad data in smtp server: {host}")
+        self.server = host.strip("[]")
+        self.port = int(port) if port and port.isascii() and port.isdigit() else 25
+        self.flags: set[str] = {"xclient"} if self.opts["xclient"] else set()
+        for flag in args[1:]:
+            if flag in (port, "xclient"):
+                continue
             if not re.fullmatch(r"\w+", flag):
                 self.log(LOGWARN, "WARNING: Rejecting invalid flag")
-                continue
-            if flag.lower() != "xclient":
+            elif flag.lower() == "xclient":
+                self.flags.add("xclient")
+            else:
                 self.log(LOGWARN, f"WARNING: Unknown flag {flag.lower()}")
-            self.flags.add(flag.lower())
 
     def fail(self, code: int, text: str) -> int:
         self.log(LOGERROR, f"{code} {text}")
@@ -215,8 +240,8 @@ class SmtpForward(Plugin):
         ehlo = self.hello(client, me)
         if "xclient" in self.flags:
             self.xclient(client, ehlo)
-        sender = transaction.sender.address if transaction.sender else ""
-        self.check("MAIL", client.command(f"MAIL FROM:<{sender}>"))
+        sender = transaction.sender.format() if transaction.sender else "<>"
+        self.check("MAIL", client.command(f"MAIL FROM:{smtp_path(sender)}"))
         self.recipients(client, transaction)
         self.check("DATA", client.command("DATA"), 3)
         stuffer = DotStuffer()
@@ -247,7 +272,8 @@ class SmtpForward(Plugin):
         failures = []
         for rcpt in transaction.recipients:
             try:
-                self.check(f"RCPT {rcpt.address}", client.command(f"RCPT TO:<{rcpt.address}>"))
+                path = smtp_path(rcpt.format())
+                self.check(f"RCPT {rcpt.address}", client.command(f"RCPT TO:{path}"))
             except SmtpFailure as failure:
                 failures.append(failure)
         if failures:
