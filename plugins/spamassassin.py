@@ -33,8 +33,9 @@ or above a threshold can be refused.
   spamd's per-user preferences apply.
 * `headers none` — add no header fields (the results still go to the note).
 * `leave_old_headers rename|drop|keep` — what happens to `X-Spam-*` fields
-  the message already carries under the names spamd returns (and to
-  `X-Spam-User`): `rename` (default) to `X-Old-Spam-*`, `drop`, or `keep`.
+  the message already carries (`X-Spam-Status`, `X-Spam-Flag`,
+  `X-Spam-Check-By`, `X-Spam-User` and every name spamd returns): `rename`
+  (default) to `X-Old-Spam-*`, `drop`, or `keep`.
 * `relayclient skip` — accepted for old configs.  Relay clients (`relay`,
   AUTH) and whitelisted hosts and senders are never scanned, as in qpsmtpd.
 * `size_limit BYTES` — larger messages are not scanned (default 500000).
@@ -91,6 +92,8 @@ from qpsmtpd.plugin import Plugin
 
 DEFAULT_PREFIX = "*** SPAM ***"
 NOT_ADDED = frozenset(("x-spam-prev-subject", "x-spam-report"))
+# what another server may have added; never trusted, even when spamd's answer lacks the name
+ALWAYS_RETIRED = ("X-Spam-Status", "X-Spam-Flag", "X-Spam-Check-By")
 BLOCK_SIZE = 256 * 1024
 
 
@@ -204,7 +207,9 @@ class SpamAssassin(Plugin):
         count = len(transaction.recipients)
         self.retire_old(header, "X-Spam-User")  # never trust one that came with the message
         added = [(name, value) for name, value in fields.items() if name.lower() not in NOT_ADDED]
-        for name, _value in added:
+        retired = {name.lower(): name for name in ALWAYS_RETIRED}
+        retired.update((name.lower(), name) for name, _value in added)
+        for name in retired.values():
             self.retire_old(header, name)
         if count > 1:
             header.add("X-Spam-User", f"{username}, {count} recipients", 0)

@@ -14,12 +14,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from qpsmtpd.compile import compile_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
+@pytest.mark.components
 def test_bench_self_check() -> None:
     result = subprocess.run([PYTHON, os.path.join(REPO, "bench", "run.py"), "--self-check"],
                             capture_output=True, text=True, timeout=60, check=False,

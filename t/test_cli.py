@@ -52,6 +52,7 @@ def test_check_config_good(install):
     assert result.stderr == "", "the check must not write log lines"
 
 
+@pytest.mark.components
 def test_check_config_reports_every_problem(install):
     other = Path(tempfile.mkdtemp(prefix="qpcheck-"))
     try:

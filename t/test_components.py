@@ -105,6 +105,7 @@ if line == "hang":
 """
 
 
+@pytest.mark.components
 def test_tcpserver_env_rules_and_stop(tmp_path: Path) -> None:
     script = write_script(tmp_path, "server.py", ENV_SERVER)
     rules = '127.0.0.1:allow,RELAYCLIENT=""\n127.0.0.3:deny\n:allow\n'
@@ -127,6 +128,7 @@ def test_tcpserver_env_rules_and_stop(tmp_path: Path) -> None:
     assert gone(pgid) and gone(child)
 
 
+@pytest.mark.components
 def test_xinetd_as_nobody_fd2_is_socket_and_children_stopped() -> None:
     base = c.private_dir("xinetd-test-")
     try:
@@ -158,6 +160,7 @@ def test_xinetd_rejects_unreachable_server_for_nobody(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.components
 def test_smtp_sink_dumps_messages() -> None:
     with c.smtp_sink() as sink:
         with smtplib.SMTP(sink.host, sink.port, local_hostname="client.test") as smtp:
@@ -184,6 +187,7 @@ def test_parse_sink_dump_null_sender() -> None:
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.components
 def test_postfix_qmqp_hold_read_back() -> None:
     with c.postfix_qmqp() as pf:
         reply = pf.qmqp_send(MESSAGE, "s@example.com", ["r1@example.org", "r2@example.org"])
@@ -202,6 +206,7 @@ def test_postfix_qmqp_hold_read_back() -> None:
         assert pf.queue() == []
 
 
+@pytest.mark.components
 def test_postfix_qmqp_file_mode_delivers() -> None:
     with c.postfix_qmqp(mode="file") as pf:
         assert pf.qmqp_send(MESSAGE, "s@example.com", ["r1@example.org"]).startswith(b"K")
@@ -252,6 +257,7 @@ def cleanup_send(path: Path, message: bytes, sender: str, recipients: list[str],
         return qid, _read_attrs(sock)
 
 
+@pytest.mark.components
 def test_postfix_private_smtpd_cleanup_and_qmqp() -> None:
     received = b"Received: from client.test (127.0.0.1) by test; Mon, 1 Jan 2024 00:00:00 +0000\n"
     with c.postfix_private() as pf:
@@ -275,6 +281,7 @@ def test_postfix_private_smtpd_cleanup_and_qmqp() -> None:
         assert no_received["status"] != "0"  # cleanup rejects mail without a Received: header
 
 
+@pytest.mark.components
 def test_postfix_private_file_mode_one_file_per_recipient() -> None:
     with c.postfix_private(mode="file", qmqp=False) as pf:
         assert pf.qmqp_port is None
@@ -291,6 +298,7 @@ def test_postfix_private_file_mode_one_file_per_recipient() -> None:
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.components
 def test_dnsmasq_private_records() -> None:
     lines = ["host-record=mail.example.test,192.0.2.25", "mx-host=example.test,mail.example.test,10",
              "address=/2.0.0.127.bl.test/127.0.0.2"]
@@ -301,6 +309,7 @@ def test_dnsmasq_private_records() -> None:
         assert c.dns_rcode(dns.port, "www.google.com")[0] == 3  # NXDOMAIN, never forwarded
 
 
+@pytest.mark.components
 def test_redis_server() -> None:
     with c.redis_server() as redis:
         assert c.redis_ping(redis.port)
@@ -308,6 +317,7 @@ def test_redis_server() -> None:
         assert reply == b"+OK\r\n$1\r\nv\r\n"
 
 
+@pytest.mark.components
 def test_spamd_gtube() -> None:
     message = f"Subject: spam\n\n{c.GTUBE}\n".encode()
     request = b"SYMBOLS SPAMC/1.5\r\nContent-length: %d\r\n\r\n" % len(message) + message
@@ -316,6 +326,7 @@ def test_spamd_gtube() -> None:
     assert reply.startswith(b"SPAMD/1.1 0 EX_OK") and b"Spam: True" in reply and b"GTUBE" in reply
 
 
+@pytest.mark.components
 def test_clamd_custom_signatures() -> None:
     with c.clamd() as clamd:
         assert c.clamd_instream(clamd.port, b"hello world\n") == "stream: OK"
@@ -465,6 +476,7 @@ def test_qq_double_concurrent_stores(tmp_path: Path) -> None:
     assert sorted(m.message for m in stored) == sorted(b"msg %d" % i for i in range(6))
 
 
+@pytest.mark.components
 def test_port_clash_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     real_free_port = c.free_port
     with socket.socket() as taken:

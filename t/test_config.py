@@ -97,6 +97,7 @@ def test_missing_cdb_map_is_empty(dirs):
     assert "x" not in Config(str(install)).get("morercpthosts", "map")
 
 
+@pytest.mark.components
 def test_cdb_written_by_tcprules_is_readable(tmp_path):
     """A cdb made by a real qmail-world tool (ucspi-tcp's tcprules) reads back."""
     rules = "127.0.0.1:allow,RELAYCLIENT=\"\"\n10.:deny\n:allow\n"

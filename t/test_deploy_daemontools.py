@@ -11,9 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from components import (QMAIL_QUEUE_DOUBLE, SYSTEM_PYTHON, chown_nobody, find_binary, free_port,
                         qq_double_messages)
 from deploy_support import REPO, private_install, remove_install
+
+# needs real daemons, Debian packages, root or optional libraries: -m 'not components' leaves it out
+pytestmark = pytest.mark.components
 
 DEPLOY = REPO / "deploy"
 

@@ -23,6 +23,7 @@ from deploy_support import REPO, private_install, remove_install
 UNITS = REPO / "deploy" / "systemd"
 
 
+@pytest.mark.components
 def test_units_verify(tmp_path):
     service = (UNITS / "qpsmtpd@.service").read_text()
     assert "ExecStart=/usr/bin/python3 /opt/qpsmtpd/qpsmtpd.py" in service
@@ -56,6 +57,7 @@ def send(port: int, subject: str, source: str = "127.0.0.1") -> None:
                       f"Subject: {subject}\r\n\r\nbody\r\n".encode())
 
 
+@pytest.mark.components
 def test_systemd_socket_activate_accept(install):
     base, queue_dir, env = install
     port = free_port()

@@ -21,6 +21,9 @@ import pytest
 from components import QMAIL_QUEUE_DOUBLE, find_binary, postfix_qmqp, qq_double_messages, tcpserver
 from deploy_support import private_install, remove_install
 
+# needs real daemons, Debian packages, root or optional libraries: -m 'not components' leaves it out
+pytestmark = pytest.mark.components
+
 RULES = '127.0.0.2:allow,RELAYCLIENT=""\n127.0.0.4:deny\n:allow\n'
 CONFIG = {"plugins": ["relay", "rcpt_ok", "queue/qmail-queue"], "rcpthosts": ["example.test"],
           "logging": ["logging/warn LOGINFO"]}

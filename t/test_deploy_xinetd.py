@@ -21,6 +21,9 @@ from components import (QMAIL_QUEUE_DOUBLE, SYSTEM_PYTHON, chown_nobody, find_bi
                         xinetd)
 from deploy_support import REPO, private_install, remove_install
 
+# needs real daemons, Debian packages, root or optional libraries: -m 'not components' leaves it out
+pytestmark = pytest.mark.components
+
 # A plugin that writes to stderr every way it can, and crashes in a hook.
 NOISY_PLUGIN = '''
 import os, sys

@@ -43,6 +43,7 @@ def test_reverse_names():
     assert dns.reverse_ip("not-an-ip") is None
 
 
+@pytest.mark.components
 def test_record_types(server):
     resolver = dns.Resolver([server], 2)
     a, aaaa, mx, ptr, ptr6, txt, nx, nodata = resolver.many([
@@ -57,6 +58,7 @@ def test_record_types(server):
     assert nodata.status == dns.NODATA and not nodata.temporary
 
 
+@pytest.mark.components
 def test_cname_chain_followed():
     with dns_server(["cname=alias.example.test,mail.example.test"]) as line:
         resolver = dns.Resolver([dns.parse_server(line)], 2)
@@ -64,15 +66,18 @@ def test_cname_chain_followed():
     assert a.answers == ["192.0.2.25"] and cname.answers == ["mail.example.test"]
 
 
+@pytest.mark.components
 def test_txt_strings_joined(server):
     result = dns.Resolver([server], 2).lookup("two.test", "TXT")
     assert result.answers == ["v=spf1 a -all"] and result.raw_txt == [[b"v=spf1 a", b" -all"]]
 
 
+@pytest.mark.components
 def test_null_mx(server):
     assert dns.Resolver([server], 2).lookup("nullmx.test", "MX").answers == [(0, ".")]
 
 
+@pytest.mark.components
 def test_concurrent_and_cached(server):
     resolver = dns.Resolver([server], 2)
     names = [(f"{n}.2.0.192.bl.test", "A") for n in range(20, 30)]
@@ -85,6 +90,7 @@ def test_concurrent_and_cached(server):
     assert resolver.queries_sent == 10
 
 
+@pytest.mark.components
 def test_invalid_names_not_sent(server):
     resolver = dns.Resolver([server], 2)
     for name in ("bad name.test", "a..b", "x" * 64 + ".test", "\r\n.test", ""):
@@ -92,6 +98,7 @@ def test_invalid_names_not_sent(server):
     assert resolver.queries_sent == 0
 
 
+@pytest.mark.components
 def test_silent_server_is_temporary_and_bounded():
     address, sock = dead_server()
     resolver = dns.Resolver([dns.parse_server(address)], 0.5)
@@ -103,6 +110,7 @@ def test_silent_server_is_temporary_and_bounded():
     assert 0.45 < elapsed < 0.8
 
 
+@pytest.mark.components
 def test_refused_port_is_temporary_at_once():
     address, sock = dead_server()
     sock.close()
@@ -112,6 +120,7 @@ def test_refused_port_is_temporary_at_once():
     assert time.monotonic() - start < 0.5
 
 
+@pytest.mark.components
 def test_falls_back_to_second_server(server):
     address, sock = dead_server()
     resolver = dns.Resolver([dns.parse_server(address), server], 1)
@@ -120,6 +129,7 @@ def test_falls_back_to_second_server(server):
     assert result.answers == ["192.0.2.25"]
 
 
+@pytest.mark.components
 def test_budget_bounds_all_lookups():
     address, sock = dead_server()
     resolver = dns.Resolver([dns.parse_server(address)], 5)
@@ -131,6 +141,7 @@ def test_budget_bounds_all_lookups():
     assert time.monotonic() - start < 0.6
 
 
+@pytest.mark.components
 def test_error_rcode_is_temporary_and_fast():
     # `server=/zone/#` without upstream servers: dnsmasq answers REFUSED
     with dns_server(["server=/broken.test/#"]) as line:
@@ -163,6 +174,7 @@ print(*loaded(["dns.message", "dns.rdata", "dns.resolver", "importlib.metadata",
 """
 
 
+@pytest.mark.components
 def test_dnspython_imported_lazily_and_lean():
     # of dnspython only dns.name: no dns.message (with hashlib, dns.rdata, dns.edns ...),
     # no dns.resolver (with importlib.metadata, ssl), not even through pyspf or dkimpy
@@ -171,6 +183,7 @@ def test_dnspython_imported_lazily_and_lean():
     assert out.returncode == 0 and out.stdout == "\n\n", out.stdout + out.stderr
 
 
+@pytest.mark.components
 def test_truncated_answer_is_asked_again_over_tcp(monkeypatch):
     # 25 TXT records of 84 bytes do not fit the 1232 bytes we offer over UDP:
     # dnsmasq answers with TC set, and only the TCP answer has them all
@@ -240,18 +253,21 @@ def lying_server(bad_answers):
 
 
 @pytest.mark.parametrize("kind", list(BAD_ANSWERS))
+@pytest.mark.components
 def test_false_or_malformed_answer_is_ignored(kind):
     with lying_server([BAD_ANSWERS[kind]]) as server:
         result = dns.Resolver([server], 2).lookup("host.test", "A")
     assert result.answers == ["192.0.2.99"], kind
 
 
+@pytest.mark.components
 def test_every_bad_answer_in_a_row_then_the_true_one():
     with lying_server(list(BAD_ANSWERS.values())) as server:
         result = dns.Resolver([server], 2).lookup("host.test", "A")
     assert result.answers == ["192.0.2.99"] and result.status == dns.OK
 
 
+@pytest.mark.components
 def test_unsupported_type_is_refused_without_a_query(server):
     resolver = dns.Resolver([server], 2)
     result = resolver.lookup("example.test", "SRV")

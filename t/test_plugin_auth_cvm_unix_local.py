@@ -36,6 +36,7 @@ def session(plugin_line: str, lines: list[str], port: str = "465", **config):
                        connection={"local_port": port})
 
 
+@pytest.mark.components
 def test_right_password_authenticates(cvm):
     result = session(f"auth/auth_cvm_unix_local cvm_socket {cvm.socket_path}",
                      [plain("alice@example.test", "s3cret")])
@@ -46,12 +47,14 @@ def test_right_password_authenticates(cvm):
     assert any("pass: authentication for: alice@example.test" in line for line in result.log)
 
 
+@pytest.mark.components
 def test_auth_login_and_a_user_without_domain(cvm):
     result = session(f"auth/auth_cvm_unix_local cvm_socket {cvm.socket_path}",
                      ["AUTH LOGIN", b64("bob"), b64("hunter2")])
     assert [code for code, _ in result.replies()[2:5]] == [334, 334, 235]
 
 
+@pytest.mark.components
 def test_wrong_password_and_unknown_user_are_refused(cvm):
     for user, password in (("alice@example.test", "wrong"), ("nobody@example.test", "s3cret")):
         result = session(f"auth/auth_cvm_unix_local cvm_socket {cvm.socket_path}", [plain(user, password)])
@@ -61,6 +64,7 @@ def test_wrong_password_and_unknown_user_are_refused(cvm):
         assert any(f"fail: authentication failure for: {user}" in line for line in result.log)
 
 
+@pytest.mark.components
 def test_password_with_nul_is_refused_without_asking(cvm):
     result = session(f"auth/auth_cvm_unix_local cvm_socket {cvm.socket_path}",
                      ["AUTH PLAIN " + base64.b64encode(b"\0alice\0s3cret\0x").decode()])
@@ -72,6 +76,7 @@ def test_password_with_nul_is_refused_without_asking(cvm):
     assert code == 535 and lines[0].endswith("authcvm, invalid password")
 
 
+@pytest.mark.components
 def test_port_25_needs_enable_smtp(cvm):
     line = f"auth/auth_cvm_unix_local cvm_socket {cvm.socket_path}"
     result = session(line, [plain("alice@example.test", "s3cret")], port="25")
@@ -81,6 +86,7 @@ def test_port_25_needs_enable_smtp(cvm):
     assert result.replies()[2][0] == 235
 
 
+@pytest.mark.components
 def test_port_465_can_be_disabled(cvm):
     result = session(f"auth/auth_cvm_unix_local cvm_socket {cvm.socket_path} enable_ssmtp no",
                      [plain("alice@example.test", "s3cret")])

@@ -77,6 +77,7 @@ def header_of(result):
     ("a@spf-pass.test", "a@twice.test", 250, "dmarc=none header.from=twice.test"),
     ("a@spf-pass.test", "a@notdmarc.test", 250, "dmarc=none header.from=notdmarc.test"),
 ])
+@pytest.mark.components
 def test_policies_and_alignment(dns, mail_from, header_from, code, ar):
     result = mail(dns, mail_from, header_from)
     assert result.codes()[5] == code
@@ -86,6 +87,7 @@ def test_policies_and_alignment(dns, mail_from, header_from, code, ar):
         assert ar in header_of(result)
 
 
+@pytest.mark.components
 def test_organizational_domain_from_configured_suffix_list(dns):
     result = mail(dns, "a@spf-pass.test", "a@www.shop.co.test", public_suffix_list=["// test list", "test", "co.test"])
     assert reply(result, 5) == "552 failed DMARC policy"
@@ -93,6 +95,7 @@ def test_organizational_domain_from_configured_suffix_list(dns):
     assert system_list.codes()[5] == 250 and "dmarc=none header.from=www.shop.co.test" in header_of(system_list)
 
 
+@pytest.mark.components
 def test_path_to_suffix_list(dns, tmp_path):
     listing = tmp_path / "psl.dat"
     listing.write_text("test\nco.test\n")
@@ -107,6 +110,7 @@ def signed_body(private, domain="signed.test"):
     return (signature + message).decode().replace("\r\n", "\n").rstrip("\n").split("\n")
 
 
+@pytest.mark.components
 def test_dkim_alignment(dns, key):
     body = signed_body(key[0])
     result = mail(dns, "a@spf-pass.test", "a@signed.test", body=body)
@@ -117,12 +121,14 @@ def test_dkim_alignment(dns, key):
     assert reply(broken, 5) == "552 failed DMARC policy"
 
 
+@pytest.mark.components
 def test_reject_0_and_naughty(dns):
     tolerated = mail(dns, "a@spf-pass.test", "a@reject.test", plugin="dmarc reject 0")
     assert tolerated.codes()[5] == 250 and "dmarc=fail (p=reject)" in header_of(tolerated)
     assert mail(dns, "a@spf-pass.test", "a@reject.test", plugin="dmarc reject_type temp").codes()[5] == 452
 
 
+@pytest.mark.components
 def test_missing_or_bad_from(dns):
     result = mail(dns, "a@reject.test", "", body=["Subject: no from", "", "body"])
     assert reply(result, 5) == "552 empty from address, null sender?"
@@ -132,6 +138,7 @@ def test_missing_or_bad_from(dns):
     assert reply(result, 5) == "552 multiple From domains"
 
 
+@pytest.mark.components
 def test_relay_client_skipped(dns):
     result = session(dns, ["relay", "dmarc", "rcpt_ok"],
                      ["HELO x", "MAIL FROM:<a@spf-pass.test>", "RCPT TO:<b@example.test>", "DATA",
@@ -139,6 +146,7 @@ def test_relay_client_skipped(dns):
     assert result.codes()[5] == 250
 
 
+@pytest.mark.components
 def test_dmarc_result_note_feeds_spf_no_dmarc_policy(dns):
     lines = ["HELO client.example.test", "MAIL FROM:<a@spf-fail.test>", "RCPT TO:<b@example.test>", "DATA",
              "From: a@spf-fail.test", "", "body", ".", "QUIT"]
@@ -150,6 +158,7 @@ def test_dmarc_result_note_feeds_spf_no_dmarc_policy(dns):
     assert result.codes()[5] == 250
 
 
+@pytest.mark.components
 def test_silent_server_gives_timely_452():
     address, sock = dead_server()
     start = time.monotonic()
