@@ -37,8 +37,9 @@ FAULT_HOOKS = frozenset((
     "connect", "helo", "ehlo", "mail_parse", "mail_pre", "mail", "rcpt_parse", "rcpt_pre", "rcpt", "data",
     "data_headers_end", "data_post_headers", "data_post", "queue_pre", "queue",
     "vrfy", "noop", "help", "unrecognized_command", "auth", "auth_parse",
-    "helo_parse", "ehlo_parse",
+    "helo_parse", "ehlo_parse", "pre-connection",
 ))
+NO_TRANSACTION_HOOKS = frozenset(("pre-connection", "post-fork"))
 
 
 def sanitize_log_text(text: str) -> str:
@@ -244,7 +245,7 @@ class Qpsmtpd:
             entries.append((plugin, method))
 
     # -- hook runner ------------------------------------------------------
-    def run_hooks(self, hook: str, *args: Any) -> HookResult:
+    def run_hooks(self, hook: str, *args: Any, **kwargs: Any) -> HookResult:
         """Run `hook`'s plugins; hand the result to `<hook>_respond` (if the layer has one).
 
         Always returns a HookResult.  A plugin that raises, runs past its time
@@ -253,7 +254,7 @@ class Qpsmtpd:
         PluginFault here (in the hooks of FAULT_HOOKS); the SMTP layer answers it.
         """
         replies_before = self.replies_sent
-        result = self._run_chain(hook, args)
+        result = self._run_chain(hook, args, kwargs)
         if result.code == DONE and hook in DONE_OWNED and self.replies_sent == replies_before:
             self.log(LOGERROR, f"plugin {result.plugin} returned DONE from hook {hook} without a reply")
             raise PluginFault(hook, result.plugin or "?", "DONE without a reply")
@@ -262,19 +263,21 @@ class Qpsmtpd:
             responder(result, args)
         return result
 
-    def _run_chain(self, hook: str, args: tuple[Any, ...]) -> HookResult:
+    def _run_chain(self, hook: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> HookResult:
         last = HookResult(DECLINED, [], None, None)  # a DECLINED may carry a message (auth uses it)
         for plugin, method in self.hooks.get(hook, ()):
             name = plugin.plugin_name
             self.varlog(LOGDEBUG, hook, None, name)
-            transaction = self.transaction
-            raw = self._call_hook(hook, plugin, method, (transaction, *args))
+            # pre-connection and post-fork run before any session: there is no transaction (qpsmtpd: undef)
+            transaction = None if hook in NO_TRANSACTION_HOOKS else self.transaction
+            raw = self._call_hook(hook, plugin, method, (transaction, *args), kwargs)
             if raw is _FAILED:
                 continue
             result = self._check_result(hook, name, raw)
             if result is None:
                 continue
-            self._note_result(transaction, name, hook, result.code)
+            if transaction is not None:
+                self._note_result(transaction, name, hook, result.code)
             text = result.messages[0] if result.messages and isinstance(result.messages[0], str) else ""
             self.log(LOGDEBUG, f"Plugin {name}, hook {hook} returned {return_code(result.code)}, {text}")
             follow_up = "deny" if result.code in DENY_CODES else "ok"
@@ -285,7 +288,8 @@ class Qpsmtpd:
             last = result
         return last
 
-    def _call_hook(self, hook: str, plugin: Plugin, method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    def _call_hook(self, hook: str, plugin: Plugin, method: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any] | None = None) -> Any:
         """Call one plugin's hook under its time limit; _FAILED when it raised in a hook that may skip it."""
         name = plugin.plugin_name
         previous_hook, plugin._hook = plugin._hook, hook
@@ -294,7 +298,7 @@ class Qpsmtpd:
             if limit:
                 self._arm_deadline(limit)
             try:
-                return method(*args)
+                return method(*args, **kwargs) if kwargs else method(*args)
             finally:
                 if limit:
                     self._disarm_deadline()

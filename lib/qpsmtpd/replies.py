@@ -89,6 +89,13 @@ _SOFT_BYE = "Connection from you temporarily denied, bye bye."
 # step goes on as if the plugin had declined (`ACCEPT` below says how).
 # DONE is never in the table: the plugin answered itself (see DONE_OWNED).
 TABLE: dict[str, dict[int, Rule]] = {
+    # forkserver only: the parent answers and closes without forking a session
+    "pre-connection": {
+        DENY: Rule(550, "Sorry, service not available for you", "5.7.1", disconnect=True),
+        DENY_DISCONNECT: Rule(550, "Sorry, service not available for you", "5.7.1", disconnect=True),
+        DENYSOFT: Rule(451, "Sorry, try again later", "4.7.1", disconnect=True),
+        DENYSOFT_DISCONNECT: Rule(451, "Sorry, try again later", "4.7.1", disconnect=True),
+    },
     "connect": {
         DENY: Rule(550, "Connection from you denied, bye bye.", "5.7.1", disconnect=True),
         DENY_DISCONNECT: Rule(550, "Connection from you denied, bye bye.", "5.7.1", disconnect=True),
@@ -205,6 +212,7 @@ DONE_OWNED = frozenset(("connect", "helo", "ehlo", "mail", "rcpt", "data", "data
 
 # The reply classes (first digit) a plugin's Reply may use in each hook.
 REPLY_CLASSES: dict[str, frozenset[int]] = {
+    "pre-connection": frozenset((4, 5)),
     "connect": frozenset((4, 5)),
     "helo": frozenset((4, 5)),
     "ehlo": frozenset((4, 5)),
