@@ -37,14 +37,14 @@ the connection 1 karma.
 """
 
 from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(reject_option(default=1), reject_type_option())
 
 
 DEFAULT_REASON = "Your envelope sender is in my badmailfrom list"
 REGEXP_CHARS = frozenset("/^$*+!%?\\")
-
-
-def register(self, qp, *args):
-    self.opts.setdefault("reject", "1")
 
 
 def hook_mail(self, transaction, sender, params=None):

@@ -26,15 +26,20 @@ Or the common `reject 0|1|naughty` and `reject_type perm|temp|...`
 """
 
 from qpsmtpd.constants import DECLINED, LOGINFO
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    Option("action", choices=("log", "deny", "denysoft"), help="the older form of reject"),
+    reject_option(default=None), reject_type_option(),
+    positional=(Option("action", choices=("log", "deny", "denysoft")),),  # `bogus_bounce deny`
+)
 
 
 def register(self, qp, *args):
-    if len(args) % 2:
-        self.opts = {"action": args[0]}
-    action = str(self.opts.get("action", "")).lower()
-    if action in ("deny", "denysoft"):
-        self.opts.setdefault("reject", "1")
-    self.opts.setdefault("reject", "0")
+    action = self.opts["action"] or ""
+    if self.opts["reject"] is None:
+        self.opts["reject"] = 1 if action in ("deny", "denysoft") else 0
     if "soft" in action:
         self.opts["reject_type"] = "temp"
 

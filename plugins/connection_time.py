@@ -16,14 +16,19 @@ a single word is the log level itself, as in older qpsmtpd
 """
 
 from qpsmtpd.constants import DECLINED, LOGERROR, LOGINFO, LOGDEBUG, log_level
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("level", help="the older form of loglevel: a level number or name"),),
+)
 
 
 def register(self, qp, *args):
-    if len(args) == 1:
-        level = args[0]
+    level = self.opts["level"]
+    if level is not None and len(args) == 1:
         if not level.isdigit():
             level = log_level(level)
-        self.opts = {"loglevel": str(level or 6)}
+        self.opts["loglevel"] = str(level or 6)
     elif len(args) % 2:
         self.log(LOGERROR, "invalid arguments")
     self.connection_start = None

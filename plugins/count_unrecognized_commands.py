@@ -18,18 +18,17 @@ One number: how many unrecognized commands end the connection (default 4).
     count_unrecognized_commands 4
 """
 
-from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, LOGWARN, LOGINFO
+from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("max", kind="int", default=4, minimum=0,
+                       help="unrecognized commands that end the connection"),),
+)
 
 
 def register(self, qp, *args):
-    self.max_unrecognized = 4
-    if args:
-        try:
-            self.max_unrecognized = int(args[0]) or 4
-        except ValueError:
-            self.log(LOGWARN, f"not a number: {args[0]}, using 4")
-    if len(args) > 1:
-        self.log(LOGWARN, "Ignoring additional arguments.")
+    self.max_unrecognized = self.opts["max"] or 4
 
 
 def hook_unrecognized_command(self, transaction, cmd="", *args):

@@ -70,6 +70,13 @@ Transaction notes: `dkim_result` (the message's result), `dkim_signatures`
 
 from qpsmtpd import dns
 from qpsmtpd.constants import DENYSOFT, DECLINED, LOGERROR, LOGWARN, LOGINFO
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    reject_option(default=1), reject_type_option(default="perm"),
+    Option("timeout", kind="float", minimum=0, help="seconds for all key lookups of one message"),
+)
 
 MAX_SIGNATURES = 10
 PRIORITY = ("pass", "temperror", "fail", "invalid")
@@ -79,8 +86,6 @@ _dkim = None
 
 
 def register(self, qp, *args):
-    self.opts.setdefault("reject", "1")
-    self.opts.setdefault("reject_type", "perm")
     self.register_hook("data_post_headers", "data_post_handler")
     self.register_hook("data_post", "reject_dkim")
 
@@ -101,7 +106,7 @@ def reject_dkim(self, transaction):
         return DECLINED
     kind, text = pending
     if kind == "temperror":
-        if str(self.opts.get("reject")).strip() in ("0", ""):
+        if self.opts["reject"] == 0:
             self.log(LOGINFO, f"error, tolerated, {text}")
             return DECLINED
         return DENYSOFT, f"Please try again later - {text}"

@@ -66,6 +66,14 @@ All at the end of DATA:
 
 from qpsmtpd import dns
 from qpsmtpd.constants import DENYSOFT, DECLINED, LOGERROR, LOGINFO
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    reject_option(default=1), reject_type_option(default="perm"),
+    Option("reporting", kind="bool", default=False, help="accepted; aggregate reports are not sent"),
+    Option("timeout", kind="float", minimum=0, help="seconds for the policy lookups of one message"),
+)
 
 TAG_DEFAULTS = {"p": "", "sp": "", "pct": "100", "adkim": "r", "aspf": "r"}
 POLICIES = ("none", "quarantine", "reject")
@@ -74,8 +82,6 @@ POLICIES = ("none", "quarantine", "reject")
 def register(self, qp, *args):
     if len(args) % 2:
         self.log(LOGERROR, "Bad arguments")
-    self.opts.setdefault("reject", "1")
-    self.opts.setdefault("reject_type", "perm")
     self.register_hook("data_post_headers", "check_dmarc")
     self.register_hook("data_post", "reject_dmarc")
 
@@ -100,7 +106,7 @@ def reject_dmarc(self, transaction):
     if not reason:
         return DECLINED
     if reason == "temperror":
-        if str(self.opts.get("reject")).strip() in ("0", ""):
+        if self.opts["reject"] == 0:
             self.log(LOGINFO, "error, tolerated, DMARC policy lookup failed")
             return DECLINED
         return DENYSOFT, "DMARC policy lookup failed, try again later"

@@ -58,16 +58,16 @@ reach a human.
 from qpsmtpd import dns
 from qpsmtpd.constants import (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT, DECLINED,
                                LOGERROR, LOGWARN, LOGINFO, LOGDEBUG)
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    reject_option(default=1), reject_type_option(default="perm"),
+    Option("timeout", kind="float", minimum=0, help="seconds for the lookups of one connection"),
+    positional=(reject_type_option(default="perm"),),  # `dnsbl disconnect`: the older form
+)
 
 SPECIAL_USERS = ("postmaster", "abuse", "mailer-daemon", "root")
-
-
-def register(self, qp, *args):
-    if len(args) % 2:
-        self.opts = dict(self.opts, reject_type=args[0])
-        self.opts.update({args[i]: args[i + 1] for i in range(1, len(args) - 1, 2)})
-    self.opts.setdefault("reject_type", "perm")
-    self.opts.setdefault("reject", "1")
 
 
 def hook_connect(self, transaction):

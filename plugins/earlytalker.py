@@ -32,6 +32,16 @@ talker gets the connection note `earlytalker` and loses 1 karma.
 """
 
 from qpsmtpd.constants import DECLINED, LOGERROR, LOGWARN, LOGINFO
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    Option("wait", kind="float", default=1.0, minimum=0, help="seconds to wait for the client"),
+    Option("check-at", kind="list", help="CONNECT and/or DATA (repeatable)"),
+    Option("defer-reject", kind="bool", default=False, help="refuse at MAIL instead of at connect"),
+    Option("action", choices=("deny", "denysoft", "log"), help="the older form of reject/reject_type"),
+    reject_option(default=None), reject_type_option(),
+)
 
 
 def register(self, qp, *args):
@@ -39,29 +49,27 @@ def register(self, qp, *args):
         self.log(LOGERROR, "Unrecognized/mismatched arguments")
         self.check_at = set()
         return
-    self.check_at = {args[i + 1].upper() for i in range(0, len(args), 2) if args[i].lower() == "check-at"}
-    self.check_at = self.check_at or {"CONNECT"}
-    self.opts.setdefault("wait", "1")
-    action = self.opts.get("action")
-    if action is not None and "reject" not in self.opts:
-        self.opts["reject"] = "1" if action.lower().startswith("deny") else "0"
-    if "reject_type" not in self.opts:
-        self.opts["reject_type"] = "temp" if (action or "").lower() == "denysoft" else "perm"
+    self.check_at = {word.upper() for word in self.opts["check-at"]} or {"CONNECT"}
+    action = self.opts["action"]
+    if action is not None and self.opts["reject"] is None:
+        self.opts["reject"] = 1 if action.startswith("deny") else 0
+    if self.opts["reject_type"] is None:
+        self.opts["reject_type"] = "temp" if action == "denysoft" else "perm"
     self.register_hook("connect", "connect_handler")
     self.register_hook("data", "data_handler")
     if self.defer_reject():
         self.register_hook("mail", "mail_handler")
-    self.opts.setdefault("reject", "1")
+    if self.opts["reject"] is None:
+        self.opts["reject"] = 1
 
 
 def defer_reject(self):
-    value = self.opts.get("defer-reject")
-    return bool(value) and value != "0"
+    return bool(self.opts["defer-reject"])
 
 
 def wait_length(self):
     override = self.connection.notes.get("earlytalker_wait")
-    value = override if override else self.opts.get("wait", "1")
+    value = override if override else self.opts["wait"]
     try:
         return max(0.0, float(value))
     except (TypeError, ValueError):

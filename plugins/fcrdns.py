@@ -29,12 +29,13 @@ it by one.
 
 from qpsmtpd import dns
 from qpsmtpd.constants import DECLINED, LOGNOTICE, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
 
-
-def register(self, qp, *args):
-    self.opts.setdefault("reject", "0")
-    self.opts.setdefault("reject_type", "temp")
-    self.opts.setdefault("timeout", "5")
+arguments = Arguments(
+    reject_option(default=0), reject_type_option(default="temp"),
+    Option("timeout", kind="float", default=5.0, minimum=0, help="seconds for all lookups"),
+)
 
 
 def hook_connect(self, transaction):

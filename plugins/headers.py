@@ -36,6 +36,15 @@ next message of the connection is judged on its own.
 """
 
 from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    Option("require", kind="list", help="headers a message must have (default From)"),
+    Option("future", kind="float", minimum=0, help="days a Date header may be ahead"),
+    Option("past", kind="float", minimum=0, help="days a Date header may be behind"),
+    reject_option(default=1), reject_type_option(default="perm"),
+)
 
 
 SINGULAR_HEADERS = ("Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
@@ -45,10 +54,7 @@ SINGULAR_HEADERS = ("Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
 def register(self, qp, *args):
     if len(args) % 2:
         self.log(LOGWARN, "invalid arguments")
-    self.opts.setdefault("reject_type", "perm")
-    self.opts.setdefault("reject", "1")
-    required = self.opts.get("require")
-    self.required_headers = [name.strip() for name in required.split(",") if name.strip()] if required else ["From"]
+    self.required_headers = [name.strip() for name in self.opts["require"] if name.strip()] or ["From"]
 
 
 def hook_data_post(self, transaction):
@@ -122,11 +128,4 @@ def invalid_date_range(self, date=None):
 
 
 def days(self, name):
-    value = self.opts.get(name)
-    if not value:
-        return 0
-    try:
-        return float(value)
-    except ValueError:
-        self.log(LOGWARN, f"{name} is not a number: {value}")
-        return 0
+    return self.opts[name] or 0

@@ -64,6 +64,15 @@ Relay clients and whitelisted hosts are not checked.  A failed test costs
 """
 
 from qpsmtpd.constants import DECLINED, LOGERROR, LOGWARN, LOGNOTICE, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    Option("policy", default="lenient", choices=("lenient", "rfc", "strict"), help="which tests run"),
+    reject_option(default=1), reject_type_option(default="disconnect"),
+    Option("dns_timeout", kind="float", minimum=0, help="seconds for the DNS tests (default 5)"),
+    Option("timeout", kind="float", minimum=0, help="the same as dns_timeout"),
+)
 
 
 LENIENT_TESTS = ["is_in_badhelo", "invalid_localhost", "is_forged_literal", "is_plain_ip"]
@@ -74,10 +83,7 @@ IPV4_CHARS = frozenset("0123456789.")
 
 
 def register(self, qp, *args):
-    self.opts.setdefault("reject_type", "disconnect")
-    self.opts.setdefault("policy", "lenient")
-    self.opts.setdefault("dns_timeout", self.opts.get("timeout") or "5")
-    self.opts.setdefault("reject", "1")
+    self.opts["dns_timeout"] = self.opts["dns_timeout"] or self.opts["timeout"] or 5.0
     self.populate_tests()
     self.register_hook("helo", "helo_handler")
     self.register_hook("ehlo", "helo_handler")
@@ -85,7 +91,7 @@ def register(self, qp, *args):
 
 
 def populate_tests(self):
-    policy = self.opts["policy"].lower()
+    policy = self.opts["policy"]
     tests = list(LENIENT_TESTS)
     if policy in ("rfc", "strict"):
         tests += RFC_TESTS
@@ -237,10 +243,7 @@ def same_ip(first, second):
 def helo_dns(self, host):
     """A, AAAA of the name and PTR of the client, asked together once per HELO."""
     from qpsmtpd import dns
-    try:
-        budget = float(self.opts.get("dns_timeout") or 5)
-    except ValueError:
-        budget = 5.0
+    budget = self.opts["dns_timeout"]
     ptr = dns.ptr_name(self.connection.remote_ip) or "invalid."
     return dns.for_hook(self, budget).many([(host, "A"), (host, "AAAA"), (ptr, "PTR")])
 

@@ -7,6 +7,9 @@ import pytest
 from dns_plugin_helpers import reply, session
 from dns_testzone import dead_server, dns_server
 
+# needs real daemons, Debian packages, root or optional libraries: -m 'not components' leaves it out
+pytestmark = pytest.mark.components
+
 
 @pytest.fixture(scope="module")
 def dns():

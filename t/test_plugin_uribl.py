@@ -7,6 +7,9 @@ import pytest
 from dns_plugin_helpers import reply, session
 from dns_testzone import dead_server, dns_server
 
+# needs real daemons, Debian packages, root or optional libraries: -m 'not components' leaves it out
+pytestmark = pytest.mark.components
+
 ZONE = [
     "host-record=spam-host.com.surbl.test,127.0.0.2",
     'txt-record=spam-host.com.surbl.test,"spam-host.com is listed, see http://surbl.test/"',

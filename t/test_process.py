@@ -53,6 +53,7 @@ def spawn_on_socket(sock, env, stderr=subprocess.PIPE):
                             stderr=stderr, env=env, cwd="/")
 
 
+@pytest.mark.components
 def test_swaks_over_pipe_delivers_a_message(setup):
     env, queue = setup()
     result = subprocess.run(["swaks", "--pipe", f"{sys.executable} {QPSMTPD}", "-f", "sender@b.test",
@@ -66,6 +67,7 @@ def test_swaks_over_pipe_delivers_a_message(setup):
     assert b"\r\n" not in message
 
 
+@pytest.mark.components
 def test_swaks_pipelining_two_recipients(setup):
     env, queue = setup()
     result = subprocess.run(["swaks", "--pipe", f"{sys.executable} {QPSMTPD}", "--pipeline", "-f", "s@b.test",
@@ -156,6 +158,7 @@ def test_eof_anywhere_ends_cleanly_and_runs_post_connection(setup):
     assert queued(queue) == []
 
 
+@pytest.mark.components
 def test_long_command_line_is_refused_not_buffered(setup):
     env, _queue = setup(max_line_length="512")
     payload = b"NOOP " + b"x" * 5_000_000 + b"\r\nNOOP\r\nQUIT\r\n"

@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from components import REPO_ROOT, SYSTEM_PYTHON
 from qpsmtpd.testing import run_session
 from sessionfile import shield_shipped_config
@@ -108,6 +110,7 @@ def test_client_disconnects_mid_data(tmp_path):
     assert files(tmp_path) == [] and files(tmp_path, "tmp") == []
 
 
+@pytest.mark.components
 def test_unwritable_maildir_as_nobody():
     """The real server run as nobody, delivering into a root-owned maildir it cannot write."""
     private = Path(tempfile.mkdtemp(prefix="maildir-nobody-"))

@@ -39,6 +39,7 @@ def postfix():
         yield daemon
 
 
+@pytest.mark.components
 def test_message_reaches_the_queue_byte_for_byte(pf):
     result = run(str(pf.cleanup_socket))
     code, text = result.replies()[-2]
@@ -52,6 +53,7 @@ def test_message_reaches_the_queue_byte_for_byte(pf):
     assert held.content.endswith(b"\n" + client)
 
 
+@pytest.mark.components
 def test_null_sender(pf):
     result = run(str(pf.cleanup_socket), session(sender="", recipients=["bob@example.test"]))
     assert result.replies()[-2][0] == 250
@@ -59,6 +61,7 @@ def test_null_sender(pf):
     assert (pf.read(queue_id).sender, pf.read(queue_id).recipients) == ("", ["bob@example.test"])
 
 
+@pytest.mark.components
 def test_flags_and_environment(pf):
     message = CLIENT_MESSAGE[:3] + ["Subject: hold me"] + CLIENT_MESSAGE[4:]
     result = run("/nonexistent/socket FLAG_FILTER FLAG_NOPE", session(message=message),
@@ -67,6 +70,7 @@ def test_flags_and_environment(pf):
     assert len(pf.held_ids()) == 1  # FLAG_FILTER: header_checks put it on hold
 
 
+@pytest.mark.components
 def test_content_rejected_is_permanent(pf):
     message = CLIENT_MESSAGE[:3] + ["Subject: reject me"] + CLIENT_MESSAGE[4:]
     result = run(f"{pf.cleanup_socket} FLAG_FILTER", session(message=message))
@@ -74,6 +78,7 @@ def test_content_rejected_is_permanent(pf):
     assert pf.queue_ids() == []
 
 
+@pytest.mark.components
 def test_cleanup_sockets_config_tried_in_order(pf):
     result = run("", config={"cleanup_sockets": ["/nonexistent/cleanup", str(pf.cleanup_socket)]})
     assert result.replies()[-2][0] == 250
@@ -108,6 +113,7 @@ def test_cleanup_closing_mid_conversation(tmp_path):
     assert result.replies()[-2] == (451, ["Unable to queue message (cleanup failed); try again later"])
 
 
+@pytest.mark.components
 def test_client_disconnects_mid_data(pf):
     result = run(str(pf.cleanup_socket), session()[:-4])
     assert 250 not in result.codes()[5:]

@@ -90,6 +90,7 @@ def parse_package(package: bytes) -> tuple[bytes, list[bytes]]:
     return items[0], items[1:]
 
 
+@pytest.mark.components
 def test_k_stores_message_byte_for_byte(pf):
     result = run(f"queue/qmqp-forward 127.0.0.1 {pf.qmqp_port}")
     code, text = result.replies()[-2]
@@ -104,6 +105,7 @@ def test_k_stores_message_byte_for_byte(pf):
     assert ours.endswith(b"\n" + client_bytes())
 
 
+@pytest.mark.components
 def test_null_sender_and_one_recipient(pf):
     result = run(f"queue/qmqp-forward 127.0.0.1 {pf.qmqp_port}", session(sender="", recipients=["bob@example.test"]))
     assert result.replies()[-2][0] == 250
@@ -112,6 +114,7 @@ def test_null_sender_and_one_recipient(pf):
     assert (held.sender, held.recipients) == ("", ["bob@example.test"])
 
 
+@pytest.mark.components
 def test_d_from_postfix_for_a_too_big_message(pf):
     big = CLIENT_MESSAGE[:5] + ["x" * 998] * 10600  # > 10 MB: qmqpd refuses before reading it all
     result = run(f"queue/qmqp-forward 127.0.0.1 {pf.qmqp_port}", session(message=big))
@@ -138,6 +141,7 @@ def test_scripted_answers(answer, code, text):
     assert addresses == [b"alice@client.test", b"bob@example.test", b"carol@example.test"]
 
 
+@pytest.mark.components
 def test_server_down_then_next_server(pf):
     down = free_port()
     result = run("queue/qmqp-forward", config={"qmqpservers": [f"127.0.0.1:{down}", f"127.0.0.1:{pf.qmqp_port}"]})
@@ -150,6 +154,7 @@ def test_all_servers_down():
     assert result.replies()[-2] == (451, ["QMQP server unavailable; try again later"])
 
 
+@pytest.mark.components
 def test_closing_mid_reply_is_not_retried_elsewhere(pf):
     peer = ScriptedQmqp(b"26:KOk: queued as ABCDEF1234,", close_after=10)
     try:
@@ -162,6 +167,7 @@ def test_closing_mid_reply_is_not_retried_elsewhere(pf):
     assert pf.queue_ids() == []  # the first server may have it: never a second copy
 
 
+@pytest.mark.components
 def test_too_slow_server(pf):
     peer = ScriptedQmqp(b"4:Kok,", delay=3)
     started = time.monotonic()
@@ -176,6 +182,7 @@ def test_too_slow_server(pf):
     assert pf.queue_ids() == []
 
 
+@pytest.mark.components
 def test_client_disconnects_mid_data(pf):
     lines = session()[:-3]
     result = run(f"queue/qmqp-forward 127.0.0.1 {pf.qmqp_port}", lines)

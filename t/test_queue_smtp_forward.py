@@ -41,6 +41,7 @@ def dot_stuffer_class():
     return runpy.run_path(str(REPO_ROOT / "plugins" / "queue" / "smtp-forward.py"))["DotStuffer"]
 
 
+@pytest.mark.components
 def test_delivers_to_smtp_sink():
     with smtp_sink() as sink:
         result = run(sink.port)
@@ -55,6 +56,7 @@ def test_delivers_to_smtp_sink():
     assert message.data.endswith(b"\n" + stored())
 
 
+@pytest.mark.components
 def test_bare_cr_and_lf_cannot_end_data_on_the_next_hop():
     raw = (b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
            b"Subject: smuggle\r\n\r\nbefore\r.\rMAIL FROM:<evil@x>\r\nline\r\r\n..\r\nafter\r\n.\r\nQUIT\r\n")
@@ -100,6 +102,7 @@ def test_dot_stuffer_is_independent_of_block_boundaries(seed):
     (["-r", "."], 451, "end of data"),
     (["-q", "mail"], 451, None),
 ])
+@pytest.mark.components
 def test_refusal_at_each_step(args, code, step):
     with smtp_sink(args) as sink:
         result = run(sink.port)
@@ -140,6 +143,7 @@ def test_refused_or_broken_greeting(banner, code):
     assert result.replies()[-2][1][0].startswith("Unable to queue message (")
 
 
+@pytest.mark.components
 def test_ehlo_refused_falls_back_to_helo():
     with smtp_sink(["-f", "ehlo"]) as sink:
         result = run(sink.port)
@@ -169,6 +173,7 @@ def test_server_too_slow():
     assert code == 451 and "timed out" in text[0], text
 
 
+@pytest.mark.components
 def test_client_disconnects_mid_data():
     with smtp_sink() as sink:
         result = run(sink.port, session()[:-4])
@@ -195,6 +200,7 @@ def _queued(pf, count: int = 1):
     return pf.queue_ids()
 
 
+@pytest.mark.components
 def test_private_postfix_smtpd_holds_the_exact_message(pf):
     result = run(pf.smtpd_port)
     code, text = result.replies()[-2]
@@ -209,6 +215,7 @@ def test_private_postfix_smtpd_holds_the_exact_message(pf):
     assert b"Received: from mx.example.test (unknown [127.0.0.1])" in held.content.split(b"\n\n")[0]
 
 
+@pytest.mark.components
 def test_xclient_passes_the_client(pf):
     result = run(pf.smtpd_port, flags="xclient")
     assert result.replies()[-2][0] == 250, result.replies()[-2]
@@ -218,6 +225,7 @@ def test_xclient_passes_the_client(pf):
     assert first == b"Received: from client.test (client.example.test [192.0.2.1])", received
 
 
+@pytest.mark.components
 def test_xclient_not_offered_is_refused():
     with smtp_sink(["-C"]) as sink:
         result = run(sink.port, flags="xclient")

@@ -245,6 +245,7 @@ def swaks(install, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+@pytest.mark.components
 def test_swaks_starttls_auth(cert, mechanism):
     install = tls_install(cert)
     result = swaks(install, "--tls", "--auth", mechanism, "--auth-user", GOOD, "--auth-password", "secret")
@@ -256,6 +257,7 @@ def test_swaks_starttls_auth(cert, mechanism):
     install.cleanup()
 
 
+@pytest.mark.components
 def test_swaks_wrong_password_and_tls_on_connect(cert):
     install = tls_install(cert)
     result = swaks(install, "--tls", "--auth", "LOGIN", "--auth-user", GOOD, "--auth-password", "bad")
@@ -268,6 +270,7 @@ def test_swaks_wrong_password_and_tls_on_connect(cert):
 
 
 # -- under a real tcpserver ---------------------------------------------------------------------
+@pytest.mark.components
 def test_tcpserver_starttls_and_smtps(cert):
     install = tls_install(cert)
     with components.tcpserver([PYTHON, QPSMTPD], env=install.environ()) as server:

@@ -39,6 +39,12 @@ program setuid, or name a wrapper script that calls `sudo -C4 ...`.
 
 import os
 from qpsmtpd.constants import OK, DECLINED, LOGERROR, LOGNOTICE, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("checkpw", help="the checkpassword program"),
+    Option("true", help="the program checkpw runs after a good password"),
+)
 
 TIMEOUT = 30
 
@@ -53,7 +59,7 @@ def register(self, qp, *args):
 
 
 def get_checkpw(self):
-    checkpw, true = self.opts.get("checkpw"), self.opts.get("true")
+    checkpw, true = self.opts["checkpw"], self.opts["true"]
     if checkpw and true and _executable(checkpw) and _executable(true):
         return checkpw, true
     missing = ("disabled due to invalid configuration. See the documentation of "

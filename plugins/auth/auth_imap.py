@@ -29,20 +29,25 @@ literals when they hold characters a quoted string cannot carry.
 """
 
 import re
-from qpsmtpd.constants import OK, DENY, DECLINED, LOGERROR, LOGWARN, LOGINFO
+from qpsmtpd.constants import OK, DENY, DECLINED, LOGERROR, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("server", help="the IMAP server"),
+                Option("port", kind="int", default=143, minimum=1, maximum=65535)),
+)
 
 TIMEOUT = 10.0
 
 
 def register(self, qp, *args):
-    if not args:
+    server = self.opts["server"]
+    if not server:
         raise ValueError("No IMAP server specified in plugins file.")
-    if not re.fullmatch(r"[\w.\-]+", args[0]):
-        raise ValueError(f"Bad data in imap server: {args[0]}")
-    self.imap_server = args[0]
-    self.imap_port = int(args[1]) if len(args) > 1 and args[1].isdigit() else 143
-    if len(args) > 2:
-        self.log(LOGWARN, "WARNING: Ignoring additional arguments.")
+    if not re.fullmatch(r"[\w.\-]+", server):
+        raise ValueError(f"Bad data in imap server: {server}")
+    self.imap_server = server
+    self.imap_port = self.opts["port"]
     self.register_hook("auth-login", "auth_imap")
     self.register_hook("auth-plain", "auth_imap")
 

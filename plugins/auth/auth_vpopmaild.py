@@ -24,14 +24,20 @@ clear password).
 
 import re
 from qpsmtpd.constants import OK, DECLINED, LOGERROR, LOGNOTICE, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("host", default="localhost", help="the vpopmaild host"),
+    Option("port", kind="int", default=89, minimum=1, maximum=65535),
+)
 
 TIMEOUT = 10.0
 _SAFE = re.compile(r"[^\s\x00-\x1f\x7f]+")
 
 
 def register(self, qp, *args):
-    self.vpopmaild_host = self.opts.get("host") or "localhost"
-    self.vpopmaild_port = int(self.opts.get("port") or 89)
+    self.vpopmaild_host = self.opts["host"] or "localhost"
+    self.vpopmaild_port = self.opts["port"]
     self.register_hook("auth-plain", "auth_vpopmaild")
     self.register_hook("auth-login", "auth_vpopmaild")
 
