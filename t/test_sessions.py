@@ -1,7 +1,13 @@
-"""Replay every golden session under t/sessions/ through the real qpsmtpd.py."""
+"""Replay every golden session under t/sessions/ through the real qpsmtpd.py.
+
+A session that runs a private dnsmasq (a top-level `dnsmasq = [...]`) or says
+`components = true` (it needs an optional library such as dnspython) carries
+the `components` marker, so `pytest -m "not components"` leaves it out.
+"""
 
 import glob
 import os
+import tomllib
 
 import pytest
 
@@ -10,6 +16,17 @@ from sessionfile import run_session_file
 SESSIONS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "sessions", "**", "*.toml"), recursive=True))
 
 
-@pytest.mark.parametrize("path", SESSIONS, ids=[os.path.relpath(p, os.path.dirname(__file__)) for p in SESSIONS])
+def _needs_components(path: str) -> bool:
+    with open(path, "rb") as handle:
+        spec = tomllib.load(handle)
+    return "dnsmasq" in spec or spec.get("components", False) is True
+
+
+def _session_param(path: str):
+    marks = [pytest.mark.components] if _needs_components(path) else []
+    return pytest.param(path, marks=marks, id=os.path.relpath(path, os.path.dirname(__file__)))
+
+
+@pytest.mark.parametrize("path", [_session_param(path) for path in SESSIONS])
 def test_golden_session(path):
     run_session_file(path)
