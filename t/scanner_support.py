@@ -71,9 +71,13 @@ HAM = "Hello Bob,\nshall we have lunch tomorrow at noon?\nAlice"
 
 
 def scan_session(plugins: list[str], lines: list[str], recipients: tuple[str, ...] = ("bob@example.test",),
-                 remote_ip: str = "127.0.0.1", config: dict | None = None, sender: str = "alice@sender.test") -> Outcome:
+                 remote_ip: str = "127.0.0.1", config: dict | None = None, sender: str = "alice@sender.test",
+                 extra_plugins: dict[str, str] | None = None) -> Outcome:
+    """One session; `extra_plugins` are more plugin files (name -> source) the config may list."""
     probe_dir = tempfile.mkdtemp(prefix="scanner-probe-")
     Path(probe_dir, "probe.py").write_text(PROBE)
+    for name, source in (extra_plugins or {}).items():
+        Path(probe_dir, name + ".py").write_text(source)
     script = ["HELO client.test", f"MAIL FROM:<{sender}>", *[f"RCPT TO:<{rcpt}>" for rcpt in recipients],
               "DATA", *[("." + line if line.startswith(".") else line) for line in lines], ".", "QUIT"]
     settings = {"plugins": [*plugins, "probe", "rcpt_ok"], "rcpthosts": ["example.test"], "loglevel": ["7"],
@@ -103,12 +107,17 @@ def silent_listener():
 
 
 @contextlib.contextmanager
-def scripted_peer(answer: bytes, until: bytes | None = None, unix_path: str | None = None):
+def scripted_peer(answer, until=None, unix_path: str | None = None):
     """A one-answer server: per connection, read the request (up to the client's
-    end of sending, or up to `until`), send `answer`, close.
+    end of sending, or until `until` -- bytes, or a test of what was read --
+    is found), send `answer` (bytes, or a function of the request), close.
 
     Yields the address (`127.0.0.1:port`, or the unix socket path).
     """
+    if isinstance(until, bytes):
+        marker = until
+        until = lambda received: marker in received  # noqa: E731
+    respond = answer if callable(answer) else (lambda _request: answer)
     family = socket.AF_UNIX if unix_path else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
     server.bind(unix_path or ("127.0.0.1", 0))
@@ -126,12 +135,12 @@ def scripted_peer(answer: bytes, until: bytes | None = None, unix_path: str | No
                 conn.settimeout(5)
                 try:
                     received = b""
-                    while until is None or until not in received:
+                    while until is None or not until(received):
                         chunk = conn.recv(65536)
                         if not chunk:
                             break
                         received += chunk
-                    conn.sendall(answer)
+                    conn.sendall(respond(received))
                 except OSError:
                     pass
 
