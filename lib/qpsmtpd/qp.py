@@ -98,6 +98,9 @@ class Qpsmtpd:
     """Config, logging, plugin registry and hook runner of one session."""
 
     version = __version__
+    # True in `qpsmtpd.py --listen`: plugins were loaded once by a long-lived parent and each
+    # session runs in a forked child (see docs/writing-plugins.md, "Long-lived parents")
+    forkserver = False
 
     def __init__(self, install_dir: str) -> None:
         self.install_dir = install_dir
