@@ -336,7 +336,7 @@ class RedisStore(Store):
         self._watch_error = redis.WatchError
         options: dict[str, Any] = {
             "socket_timeout": self.timeout, "socket_connect_timeout": self.timeout,
-            "retry_on_timeout": False, "retry": Retry(NoBackoff(), 0), "health_check_interval": 0,
+            "retry": Retry(NoBackoff(), 0), "health_check_interval": 0,
             "decode_responses": True,
         }
         if "://" in self.server:
