@@ -6,7 +6,7 @@ import sys
 
 from . import __version__
 
-USAGE = """usage: qpsmtpd.py [--help] [--version] [--check-config [DIR]] [--compile [DIR]]
+USAGE = """usage: qpsmtpd.py [--help] [--version] [--check-config [DIR] [--user NAME]] [--compile [DIR]]
 
 Without options, runs one SMTP session on stdin/stdout.  Start it from
 tcpserver, xinetd or a systemd socket with Accept=yes, naming the
@@ -16,17 +16,21 @@ interpreter by its absolute path:
 
   --help                 show this help
   --version              print the version
-  --check-config [DIR]   load every configured plugin with its arguments
-                         and read every config file (DIR overrides the
-                         install's config/, like QPSMTPD_CONFIG=DIR);
-                         exit status 1 when something is wrong
+  --check-config [DIR] [--user NAME]
+                         load every configured plugin with its arguments,
+                         check every config file, TLS certificate, queue
+                         target, spool and log dir (DIR is searched first,
+                         like QPSMTPD_CONFIG=DIR; --user: as root, check as
+                         the user the server runs as); exit status 0 ok,
+                         1 problems, 2 the check cannot run
   --compile [DIR]        write bytecode for lib/ and every plugin (run it
                          as the install's owner after installing or
                          upgrading, so sessions never compile)
 
 Environment: QPSMTPD_CONFIG (a config dir searched first), QMAIL (qmail
 home, default /var/qmail), and tcpserver's TCP* and RELAYCLIENT.
-See docs/deploy.md and docs/logging.md.
+See docs/config.md, docs/deploy.md, docs/logging.md and, coming from the
+Perl qpsmtpd, docs/migration.md.
 """
 
 
@@ -42,7 +46,11 @@ def run_cli(install_dir: str, argv: list[str]) -> int:
         from .compile import compile_all
         return compile_all(install_dir, argv[1:])
     if option == "--check-config":
-        from .checkconfig import check_config
-        return check_config(install_dir, argv[1] if len(argv) > 1 else None)
+        from .checkconfig import check_config, parse_arguments
+        parsed = parse_arguments(argv[1:])
+        if isinstance(parsed, str):
+            sys.stderr.write(f"qpsmtpd.py --check-config: {parsed}\n")
+            return 2
+        return check_config(install_dir, parsed[0], user=parsed[1])
     sys.stderr.write(f"qpsmtpd.py: unknown option {option}\n{USAGE}")
     return 2
