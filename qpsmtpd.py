@@ -3,7 +3,8 @@
 
 Start it from tcpserver, xinetd or a systemd socket (Accept=yes) with an
 absolute interpreter path; it finds lib/, plugins/ and config/ beside
-itself, whatever the working directory.
+itself, whatever the working directory.  `qpsmtpd.py --listen PORT` is the
+forkserver instead (docs/deploy.md).
 """
 
 import os
@@ -12,7 +13,9 @@ import sys
 INSTALL_DIR = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, os.path.join(INSTALL_DIR, "lib"))
 
-from qpsmtpd.session import main  # noqa: E402
-
 if __name__ == "__main__":
+    if "--listen" in sys.argv[1:2]:  # the forkserver: plugins loaded once, a forked process per connection
+        from qpsmtpd.forkserver import main as serve
+        sys.exit(serve(INSTALL_DIR, sys.argv[1:]))
+    from qpsmtpd.session import main
     sys.exit(main(INSTALL_DIR, sys.argv[1:]))

@@ -13,18 +13,21 @@ refuse the connection with `550 <text>`, `DENYSOFT` /
 asking the later connect plugins, `DECLINED` stops the search and lets the
 other plugins decide.  IPv4 and IPv6 are supported.
 
-## Without a pre-connection hook
+## Where it runs
 
-qpsmtpd runs this plugin before the greeting in its forking daemons, in
-the `pre-connection` hook, which also gets the number of connections the
-client already has (`max_conn_ip`).  This server runs one process per
-connection under tcpserver/xinetd/systemd, which have no such hook: the
-plugin runs in the `connect` hook instead (the client is refused before
-it gets a greeting, the answer is the same), and the per-IP connection
-limit is not available — use the super-server's own limits instead
-(`tcpserver -c` / tcprules, xinetd `per_source`, systemd
-`MaxConnectionsPerSource=`).  tcprules (`tcpserver -x`) can also refuse
-IPs before this process starts at all.
+Under `qpsmtpd.py --listen` (the forkserver) it runs in the parent's
+`pre-connection` hook, as in qpsmtpd's forking daemons: a refused client
+gets `550 <text>` / `451 <text>` before any process is forked for it, and
+the per-IP limit applies — more than `--max-from-ip` (default 5)
+concurrent sessions from one address get
+
+    451 too many connections from 192.0.2.7, try again later
+
+Under tcpserver, xinetd or systemd (one process per connection) there is
+no such hook: the plugin runs in the `connect` hook instead (the client is
+refused before it gets a greeting, with the same answer), and the per-IP
+limit belongs to the super-server (`tcpserver -c` / tcprules, xinetd
+`per_source`, systemd `MaxConnectionsPerSource=`).
 
 ## Arguments
 
@@ -35,13 +38,29 @@ None.
 `hosts_allow`.
 """
 
-from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO, LOGDEBUG, return_code
+from qpsmtpd.constants import DECLINED, DENYSOFT, LOGWARN, LOGINFO, LOGDEBUG, return_code
 from qpsmtpd.args import Arguments
 
 arguments = Arguments()  # none besides the common loglevel
 
 
+def hook_pre_connection(self, transaction, remote_ip="", max_conn_ip=0, child_addrs=(), **_facts):
+    if max_conn_ip:
+        connections = 1 + sum(1 for address in child_addrs if address == remote_ip)
+        if connections > max_conn_ip:
+            message = f"too many connections from {remote_ip}"
+            self.log(LOGINFO, f"fail: {message} ({connections} > {max_conn_ip})")
+            return DENYSOFT, f"{message}, try again later"
+    result = self.in_hosts_allow(remote_ip)
+    if result:
+        return result
+    self.log(LOGDEBUG, "pass")
+    return DECLINED
+
+
 def hook_connect(self, transaction):
+    if self.qp.forkserver:  # already decided in the parent, before the fork
+        return DECLINED
     result = self.in_hosts_allow(self.connection.remote_ip)
     if result:
         return result
