@@ -145,6 +145,11 @@ def test_missing_optional_library_fails_at_load_and_in_the_check(site):
     site.config("plugins", ["dkim", *BASE["plugins"]])
     code, out, _ = check(site, block="dkim,dns")
     assert "python3-dkim" in out and "dkimpy" in out and "python3-dnspython" in out and "dnspython" in out
+    site.config("plugins", ["helo policy strict", *BASE["plugins"]])
+    code, out, _ = check(site, block="dns")
+    assert code == 1 and "helo cannot run" in out and "python3-dnspython" in out
+    site.config("plugins", ["helo policy lenient", *BASE["plugins"]])
+    assert check(site, block="dns")[0] == 0  # lenient asks no DNS
     site.config("plugins", ["needs_library", *BASE["plugins"]])
     code, out, _ = check(site)
     assert code == 1 and "'qpsmtpd_no_such_module' is not installed" in out

@@ -40,6 +40,20 @@ PLUGIN_LIBRARIES: dict[str, tuple[str, ...]] = {
     "dns_whitelist_soft": ("dns",),
 }
 
+
+
+def _helo_modules(args: list[str]) -> tuple[str, ...]:
+    """helo's rfc and strict policies look names up; lenient does not."""
+    words = [word for arg in args for word in arg.split("=")]
+    for index, word in enumerate(words[:-1]):
+        if word == "policy" and words[index + 1].lower() in ("rfc", "strict"):
+            return ("dns",)
+    return ()
+
+
+# plugin file name -> modules it needs with these arguments
+PLUGIN_LIBRARIES_BY_ARGS = {"helo": _helo_modules}
+
 _found: dict[str, bool] = {}
 
 
@@ -66,12 +80,14 @@ def describe(module: str) -> str:
     return f"the Python module '{module}' is not installed (Debian: apt-get install {debian}; pip: pip install {pip})"
 
 
-def required_modules(plugin_file: str, plugin_class: type | None = None) -> tuple[str, ...]:
+def required_modules(plugin_file: str, plugin_class: type | None = None,
+                     args: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
     declared = tuple(getattr(plugin_class, "requires", ()) or ()) if plugin_class is not None else ()
-    return PLUGIN_LIBRARIES.get(plugin_file, ()) + declared
+    by_args = PLUGIN_LIBRARIES_BY_ARGS.get(plugin_file)
+    return PLUGIN_LIBRARIES.get(plugin_file, ()) + (by_args(list(args)) if by_args else ()) + declared
 
 
-def missing(plugin_file: str, plugin_class: type | None = None) -> list[str]:
-    """One message per library the plugin needs and cannot import."""
-    return [describe(module) for module in dict.fromkeys(required_modules(plugin_file, plugin_class))
+def missing(plugin_file: str, plugin_class: type | None = None, args: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """One message per library the plugin needs (with these arguments) and cannot import."""
+    return [describe(module) for module in dict.fromkeys(required_modules(plugin_file, plugin_class, args))
             if not is_installed(module)]

@@ -409,7 +409,7 @@ class PluginLoader:
         if not is_module and self.find(file_name) is None:
             file_name, instance_name, args = self._resolve_alias(name, file_name, args)
         plugin_class = self.load_class(file_name)
-        self._check_libraries(file_name, plugin_class)
+        self._check_libraries(file_name, plugin_class, args)
         plugin = plugin_class()
         plugin._name = instance_name if is_module else escape_plugin_name(instance_name)
         plugin._config_name = name
@@ -439,10 +439,10 @@ class PluginLoader:
         return alias.target, alias.target + name[len(file_name):], new_args
 
     @staticmethod
-    def _check_libraries(file_name: str, plugin_class: type[Plugin]) -> None:
+    def _check_libraries(file_name: str, plugin_class: type[Plugin], args: list[str]) -> None:
         from .optional import missing
 
-        problems = missing(file_name, plugin_class)
+        problems = missing(file_name, plugin_class, args)
         if problems:
             raise PluginError(f"plugin {file_name} cannot run: {'; '.join(problems)}")
 
