@@ -29,6 +29,13 @@ Relative paths are relative to the installation directory (where
 import os
 import re
 from qpsmtpd.constants import OK, DONE, LOGERROR, LOGWARN
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("help_dir", help="directory of the help files (default help/)"),
+    Option("not_implemented", kind="bool", default=False, help="answer every HELP with 502"),
+    free=True,  # `COMMAND FILE` pairs name the help file of one command
+)
 
 SAFE_PATH = re.compile(r"[\w.\-/]+")
 
@@ -37,24 +44,33 @@ def register(self, qp, *args):
     self.help_config = {}
     if not args:
         self.help_config["help_dir"] = self.install_path("help")
-    for key, value in self.opts.items():
+    for key, value in self.command_files(args):
         if not re.fullmatch(r"\w+", key):
             self.log(LOGWARN, f"Invalid argument for the 'help' plugin {key}")
             continue
-        if key == "not_implemented":
-            self.help_config["not_implemented"] = value
-            continue
         if not SAFE_PATH.fullmatch(value):
             self.log(LOGERROR, f"Invalid characters in filename for command {key}")
-            continue
-        if key == "help_dir":
-            self.help_config["help_dir"] = self.install_path(value)
             continue
         path = self.install_path(value if "/" in value else os.path.join("help", value))
         if not os.path.exists(path):
             self.log(LOGWARN, f"No help file for command '{key}'")
             continue
         self.help_config[key.lower()] = path
+    if self.opts["not_implemented"]:
+        self.help_config["not_implemented"] = True
+    if self.opts["help_dir"] is not None:
+        if SAFE_PATH.fullmatch(self.opts["help_dir"]):
+            self.help_config["help_dir"] = self.install_path(self.opts["help_dir"])
+        else:
+            self.log(LOGERROR, "Invalid characters in filename for command help_dir")
+
+
+def command_files(self, args):
+    """The `COMMAND FILE` pairs of the plugin line (the other keys are in self.opts)."""
+    if len(args) % 2:
+        return []
+    pairs = [(args[index], args[index + 1]) for index in range(0, len(args), 2)]
+    return [(key, value) for key, value in pairs if arguments.option(key) is None]
 
 
 def install_path(self, path):

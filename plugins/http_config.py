@@ -22,6 +22,9 @@ The URLs, in order.
 """
 
 from qpsmtpd.constants import OK, DECLINED, LOGWARN, LOGNOTICE, LOGDEBUG
+from qpsmtpd.args import Arguments
+
+arguments = Arguments(free=True)  # the words are the URLs, in order
 
 
 TIMEOUT = 5.0

@@ -21,13 +21,17 @@ the plugin logs an error and stays inactive.
     loadcheck max_load 12 cache_time 30
 """
 
-from qpsmtpd.constants import DENYSOFT, DECLINED, LOGERROR, LOGWARN, LOGDEBUG
+from qpsmtpd.constants import DENYSOFT, DECLINED, LOGERROR, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("max_load", kind="float", default=7.0, help="highest acceptable load"),
+    Option("cache_time", kind="float", default=10.0, minimum=0, help="seconds a measurement is reused"),
+    Option("uptime", default="/usr/bin/uptime", help="the uptime program"),
+)
 
 
 def register(self, qp, *args):
-    self.opts.setdefault("max_load", "7")
-    self.opts.setdefault("uptime", "/usr/bin/uptime")
-    self.opts.setdefault("cache_time", "10")
     self.load = -1.0
     self.load_time = 0.0
     self.load_method = self.get_load_method()
@@ -36,11 +40,7 @@ def register(self, qp, *args):
 
 
 def number(self, name, default):
-    try:
-        return float(self.opts[name]) or default
-    except ValueError:
-        self.log(LOGWARN, f"{name} is not a number: {self.opts[name]}")
-        return default
+    return self.opts[name] or default
 
 
 def loadcheck(self, transaction):

@@ -15,18 +15,16 @@ One number: the maximum number of hops (default 100, as qmail-smtpd).
     loop 50
 """
 
-from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO
+from qpsmtpd.constants import DECLINED, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("max_hops", kind="int", default=100, minimum=0, help="the most Received lines"),),
+)
 
 
 def init(self, qp, *args):
-    self.max_hops = 100
-    if args and args[0]:
-        if args[0].isdigit():
-            self.max_hops = int(args[0]) or 100
-        else:
-            self.log(LOGWARN, "Invalid max_hops value -- using default")
-    if len(args) > 1:
-        self.log(LOGWARN, "Ignoring additional arguments")
+    self.max_hops = self.opts["max_hops"] or 100
 
 
 def hook_data_post(self, transaction):

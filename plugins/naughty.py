@@ -37,21 +37,27 @@ The reply code follows the stage: 550 at connect/MAIL/RCPT, 554 at DATA,
 """
 
 from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, LOGERROR, LOGINFO, LOGDEBUG
-
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_type_option
 
 STAGES = ("connect", "mail", "rcpt", "data", "data_post", "hook_queue_post")
+
+arguments = Arguments(
+    Option("reject", choices=STAGES, help="the stage that refuses (default rcpt)"),
+    reject_type_option(default="disconnect"),
+)
 
 
 def register(self, qp, *args):
     if len(args) % 2:
         self.log(LOGERROR, "Bad arguments")
-    self.opts.setdefault("reject", "rcpt")
-    self.opts.setdefault("reject_type", "disconnect")
-    stage = self.opts["reject"].lower()
-    if stage not in STAGES:
-        self.log(LOGERROR, f"fail, invalid hook {stage}")
+    stage = self.opts["reject"]
+    if stage is None and "reject" in args:  # a bad stage (the argument parser reported it)
+        position = args.index("reject") + 1
+        self.log(LOGERROR, f"fail, invalid hook {args[position] if position < len(args) else ''}")
         self.register_hook("data_post", "naughty")
         return
+    stage = stage or "rcpt"
     if stage == "hook_queue_post":
         stage = "data_post"
     if stage != "data_post":

@@ -19,11 +19,16 @@ One number: the limit (default 3).
 """
 
 from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("max", kind="int", default=3, minimum=0, help="NOOPs allowed in a row"),),
+)
 
 
 def register(self, qp, *args):
     self.noop_count = 0
-    self.max_noop = int(args[0]) if args and args[0].isdigit() else 3
+    self.max_noop = self.opts["max"]
 
 
 def hook_noop(self, transaction, *args):

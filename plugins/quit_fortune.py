@@ -15,6 +15,9 @@ When `fortune` is not installed the plugin does nothing.
 """
 
 from qpsmtpd.constants import DECLINED, DONE, LOGWARN
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(Option("fortune", default="/usr/games/fortune", help="the fortune program"))
 
 
 FORTUNE = "/usr/games/fortune"
@@ -23,7 +26,7 @@ FORTUNE = "/usr/games/fortune"
 def register(self, qp, *args):
     import os
 
-    self.fortune_program = self.opts.get("fortune", FORTUNE)
+    self.fortune_program = self.opts["fortune"] or FORTUNE
     if os.access(self.fortune_program, os.X_OK):
         self.register_hook("quit", "fortune")
 

@@ -21,16 +21,18 @@ One number: the failure percentage.
 """
 
 from qpsmtpd.constants import DENYSOFT, DENYSOFT_DISCONNECT, DECLINED, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("percent", kind="float", default=1.0, strict=True,
+                       help="chance of a failure per step, in percent (negative: never)"),),
+)
 
 
 def register(self, qp, *args):
     if len(args) > 1:
         raise ValueError(f"Invalid args: '{' '.join(args)}'")
-    try:
-        self.fail_percent = float(args[0]) if args and args[0] else 1.0
-    except ValueError:
-        raise ValueError(f"Invalid args: '{args[0]}'") from None
-    self.fail_percent = self.fail_percent or 1.0
+    self.fail_percent = self.opts["percent"] or 1.0
 
 
 def random_fail(self, transaction, *args):

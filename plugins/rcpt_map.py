@@ -34,10 +34,17 @@ Use one instance per domain (`rcpt_map:1 ...`).
 
 import os
 from qpsmtpd.constants import DENY, DECLINED, LOGERROR, LOGDEBUG, return_code
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("domain", help="the domain this map is for (required)"),
+    Option("file", help="the map file (required)"),
+    Option("default", help="CODE[=TEXT]: the answer for addresses not in the map"),
+)
 
 
 def register(self, qp, *args):
-    default = self.opts.get("default")
+    default = self.opts["default"]
     self.default_answer = (DENY, "No such user.")
     if default:
         code_name, _sep, text = default.partition("=")
@@ -45,9 +52,9 @@ def register(self, qp, *args):
         if not isinstance(code, int):
             raise ValueError("Not a valid constant for 'default' arg")
         self.default_answer = (code, (text or "No such user.").replace("_", " "))
-    if not self.opts.get("file"):
+    if not self.opts["file"]:
         raise ValueError("No map file given...")
-    if not self.opts.get("domain"):
+    if not self.opts["domain"]:
         raise ValueError("No domain name given...")
     self.domain = self.opts["domain"].lower()
     self.map_file = self.map_path(self.opts["file"])

@@ -41,13 +41,17 @@ other rcpt plugins then.
 """
 
 from qpsmtpd.constants import OK, DENY, DECLINED, LOGERROR, LOGWARN, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("only", kind="bool", default=False, help="refuse every recipient of clients that may not relay"),
+)
 
 
 def register(self, qp, *args):
     if len(args) % 2:
         self.log(LOGERROR, "Bad arguments")
-    only = self.opts.get("only")
-    if only and only != "0":
+    if self.opts["only"]:
         self.register_hook("rcpt", "relay_only")
 
 
