@@ -32,6 +32,10 @@ the repository (for `plugin_dirs` that include t/plugins_for_tests).
 When [queued] is given, QMAILQUEUE points at t/bin/qmail-queue-double.
 A top-level `dnsmasq = ["host-record=...", ...]` runs a private dnsmasq
 with those lines for the session; `{dns}` is its `127.0.0.1:port`.
+`spamd = true` runs a private spamd (`{spamd}` is its `127.0.0.1:port`),
+`clamd = true` a private clamd (`{clamd_socket}`, `{clamd_port}`, `{clamd_conf}`); see
+t/components.py.  `{eicar}` and `{gtube}` stand for the test strings (kept
+out of the files, so virus scanners leave the repository alone).
 """
 
 from __future__ import annotations
@@ -112,13 +116,19 @@ def _read_line(proc: subprocess.Popen, buffer: bytearray, deadline: float) -> st
     return line
 
 
-def run_session_file(path: str, timeout: float = 20.0, dns: str | None = None) -> Outcome:
+def run_session_file(path: str, timeout: float = 20.0, dns: str | None = None,
+                     daemons: dict[str, str] | None = None) -> Outcome:
     with open(path, "rb") as handle:
-        spec = tomllib.loads(handle.read().decode().replace("{dns}", dns or "{dns}"))
+        text = handle.read().decode().replace("{dns}", dns or "{dns}")
+    for key, value in (daemons or {}).items():
+        text = text.replace("{" + key + "}", value)
+    spec = tomllib.loads(text)
     if "dnsmasq" in spec and dns is None:
         from components import dnsmasq  # `dnsmasq = [lines]`: a private DNS server, `{dns}` its address
         with dnsmasq(spec["dnsmasq"]) as server:
-            return run_session_file(path, timeout, f"127.0.0.1:{server.port}")
+            return run_session_file(path, timeout, f"127.0.0.1:{server.port}", daemons)
+    if daemons is None and (spec.get("spamd") or spec.get("clamd") or "{eicar}" in text or "{gtube}" in text):
+        return _with_scanners(path, timeout, dns, spec)
     private = tempfile.mkdtemp(prefix="qpsmtpd-session-")
     os.chmod(private, 0o755)
     config_dir = os.path.join(private, "config")
@@ -181,6 +191,23 @@ def run_session_file(path: str, timeout: float = 20.0, dns: str | None = None) -
     assert "Traceback" not in stderr, stderr
     check_queued(spec.get("queued"), queue_dir, path)
     return Outcome(transcript, stderr, queue_dir)
+
+
+def _with_scanners(path: str, timeout: float, dns: str | None, spec: dict) -> Outcome:
+    """Run the session with the private spamd/clamd it asks for, the test strings filled in."""
+    import contextlib
+
+    import components
+
+    daemons = {"eicar": components.EICAR, "gtube": components.GTUBE}
+    with contextlib.ExitStack() as stack:
+        if spec.get("spamd"):
+            daemons["spamd"] = f"127.0.0.1:{stack.enter_context(components.spamd()).port}"
+        if spec.get("clamd"):
+            clamd = stack.enter_context(components.clamd())
+            daemons.update(clamd_socket=str(clamd.socket_path), clamd_port=str(clamd.port),
+                           clamd_conf=str(clamd.conf_path))
+        return run_session_file(path, timeout, dns, daemons)
 
 
 def queued_messages(queue_dir: str) -> list[tuple[dict, bytes]]:

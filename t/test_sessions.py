@@ -1,6 +1,7 @@
 """Replay every golden session under t/sessions/ through the real qpsmtpd.py.
 
-A session that runs a private dnsmasq (a top-level `dnsmasq = [...]`) or says
+A session that runs a private dnsmasq, spamd or clamd (a top-level
+`dnsmasq = [...]`, `spamd = true`, `clamd = true`) or says
 `components = true` (it needs an optional library such as dnspython) carries
 the `components` marker, so `pytest -m "not components"` leaves it out.
 """
@@ -19,7 +20,7 @@ SESSIONS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "sessions", 
 def _needs_components(path: str) -> bool:
     with open(path, "rb") as handle:
         spec = tomllib.load(handle)
-    return "dnsmasq" in spec or spec.get("components", False) is True
+    return any(key in spec for key in ("dnsmasq", "spamd", "clamd")) or spec.get("components", False) is True
 
 
 def _session_param(path: str):

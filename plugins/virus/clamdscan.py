@@ -34,8 +34,11 @@ clamd never needs to read qpsmtpd's spool directory.
   before `config/plugin_timeout`); `connect_timeout SECONDS` for
   connecting (default 5).
 
-A connection marked naughty (the `naughty` connection note) is not scanned:
-it will be refused anyway.  Relay clients are scanned.
+A connection marked naughty (the `naughty` connection note) is not scanned
+when the `naughty` plugin is configured: it refuses that mail anyway.
+Without it the message is scanned (a virus found in one message marks the
+connection naughty; the next message on it must not slip through
+unscanned).  Relay clients are scanned.
 
 ## What the message gets
 
@@ -98,7 +101,7 @@ class ClamdScan(Plugin):
         self.endpoint = (self.opts["clamd_host"], port) if port else self.opts["clamd_socket"]
 
     def hook_data_post(self, transaction):
-        if self.connection.notes.get("naughty"):
+        if self.connection.notes.get("naughty") and self.naughty_will_refuse():
             self.log(LOGINFO, "skip, naughty")
             return DECLINED
         if not self.should_scan(transaction):
@@ -134,6 +137,10 @@ class ClamdScan(Plugin):
         transaction.header.add("X-Virus-Found", "Yes", 0)
         transaction.header.add("X-Virus-Details", virus, 0)
         return DECLINED
+
+    def naughty_will_refuse(self) -> bool:
+        """The `naughty` plugin is configured: a naughty connection's mail is refused anyway."""
+        return any(plugin.config_name.split(":")[0] == "naughty" for plugin in self.qp.plugins)
 
     def unscanned(self, reason: str):
         client = self.connection.remote_ip
