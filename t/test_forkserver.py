@@ -267,3 +267,94 @@ def test_usage_errors():
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=10)
         assert done.returncode == 2, (argv, done.stderr)
         assert "usage: qpsmtpd.py --listen" in done.stderr
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # runs as nobody (the test venv may live in root's home)
+
+
+def _start(argv, install, env=None):
+    log = Path(install) / "server.log"
+    handle = open(log, "wb")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle, cwd=install,
+                            env=env or {key: value for key, value in os.environ.items() if not key.startswith("TCP")})
+    handle.close()
+    return proc, log
+
+
+def _install():
+    install = make_install({"me": "mx.example.test", "rcpthosts": ["example.test"], "loglevel": "6",
+                            "plugins": ["rcpt_ok", "queue/maildir Maildir"]}, runnable=True)
+    return install
+
+
+def _wait_listening(log: Path, proc) -> None:
+    wait_for(lambda: "Listening on" in log.read_text(errors="replace") or proc.poll() is not None, timeout=10)
+    assert "Listening on" in log.read_text(errors="replace"), log.read_text()
+
+
+def test_systemd_socket_activation_with_accept_no():
+    """systemd-socket-activate passes one listening socket (Accept=no): the parent serves it."""
+    install, port = _install(), free_port()
+    proc, log = _start(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", sys.executable,
+                        os.path.join(install, "qpsmtpd.py"), "--listen", "systemd"], install)
+    try:
+        wait_for(lambda: _accepts(port))
+        send(port)
+        send(port)
+        wait_for(lambda: len(list((Path(install) / "Maildir" / "new").glob("*"))) == 2)
+        assert "Listening on 127.0.0.1:" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(install, ignore_errors=True)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        return greeting(port).startswith(b"220 ")
+    except OSError:
+        return False
+
+
+def test_user_binds_then_drops_privileges_and_writes_a_pid_file():
+    """Needs root (as CI runs): binds, then runs as nobody."""
+    install, port = _install(), free_port()
+    os.chmod(install, 0o777)  # nobody writes the Maildir and the spool there
+    pid_file = Path(install) / "qpsmtpd.pid"
+    proc, log = _start([SYSTEM_PYTHON, os.path.join(install, "qpsmtpd.py"), "--listen", f"127.0.0.1:{port}",
+                        "--user", "nobody", "--pid-file", str(pid_file)], install)
+    try:
+        _wait_listening(log, proc)
+        assert pid_file.read_text().strip() == str(proc.pid)
+        send(port)
+        wait_for(lambda: len(list((Path(install) / "Maildir" / "new").glob("*"))) == 1)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        assert uid_line.split()[1] == str(__import__("pwd").getpwnam("nobody").pw_uid)
+        # a second server with the same pid file refuses to start
+        second = subprocess.run([SYSTEM_PYTHON, os.path.join(install, "qpsmtpd.py"), "--listen",
+                                 f"127.0.0.1:{free_port()}", "--pid-file", str(pid_file)],
+                                capture_output=True, text=True, timeout=10)
+        assert second.returncode == 1 and "is running" in second.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert not pid_file.exists()
+        shutil.rmtree(install, ignore_errors=True)
+
+
+def test_detach_goes_to_the_background():
+    install, port = _install(), free_port()
+    pid_file = Path(install) / "qpsmtpd.pid"
+    done = subprocess.run([sys.executable, os.path.join(install, "qpsmtpd.py"), "--listen", f"127.0.0.1:{port}",
+                           "--detach", "--pid-file", str(pid_file)], capture_output=True, timeout=10, cwd=install)
+    assert done.returncode == 0  # the foreground process returned at once
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip().isdigit())
+        wait_for(lambda: _accepts(port))
+        send(port)
+        wait_for(lambda: len(list((Path(install) / "Maildir" / "new").glob("*"))) == 1)
+    finally:
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        wait_for(lambda: not pid_file.exists())
+        shutil.rmtree(install, ignore_errors=True)

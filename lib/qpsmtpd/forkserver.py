@@ -46,7 +46,8 @@ USAGE = """usage: qpsmtpd.py --listen [ADDR:]PORT [--listen ...] [options]
                          itself when hosts_allow is not loaded
   --user NAME            bind, then run as this user (and its groups)
   --pid-file PATH        write the parent's pid here (refuses to start if that pid runs)
-  --detach               go to the background
+  --detach               go to the background (stdin/stdout/stderr on /dev/null:
+                         log through a logging plugin such as logging/file or logging/syslog)
   --backlog N            listen backlog (default 128)
 """
 
@@ -453,11 +454,10 @@ def detach() -> None:
     if os.fork():
         os._exit(0)
     os.setsid()
+    # as qpsmtpd-forkserver: stdin, stdout and stderr go to /dev/null (log through a logging plugin)
     null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    if os.isatty(2):
-        os.dup2(null, 2)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     os.close(null)
 
 
