@@ -321,10 +321,10 @@ class RedisStore(Store):
         return f"{REDIS_PREFIX}{self.namespace}:{key}"
 
     def client(self) -> Any:
-        if self._client is not None:
-            return self._client
         if self.server in _down:
             raise StateError(f"{self.describe()}: down ({_down[self.server]}), not retried in this session")
+        if self._client is not None:
+            return self._client
         try:
             import redis
             from redis.backoff import NoBackoff
