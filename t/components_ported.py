@@ -27,7 +27,16 @@ import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from components import LOCALHOST, ComponentError, Daemon, _running, _spawn, find_binary, free_port, private_dir
+from components import (
+    LOCALHOST,
+    ComponentError,
+    Daemon,
+    _running,
+    _spawn,
+    find_binary,
+    free_port,
+    private_dir,
+)
 
 
 def _unix_socket_answers(path: Path) -> bool:
@@ -113,7 +122,7 @@ def slapd(suffix: str, ldif: str) -> Iterator[Daemon]:
         conf.write_text(SLAPD_CONF.format(base=base, suffix=suffix))
         (base / "tree.ldif").write_text(ldif)
         loaded = subprocess.run([slapadd, "-f", str(conf), "-l", str(base / "tree.ldif")],
-                                capture_output=True, text=True, timeout=30)
+                                capture_output=True, text=True, timeout=30, check=False)
         if loaded.returncode != 0:
             raise ComponentError(f"slapadd failed: {loaded.stderr}")
         port = free_port()
@@ -139,7 +148,7 @@ class MariaDB(Daemon):
         import subprocess
         client = find_binary("mariadb")
         done = subprocess.run([client, "--no-defaults", "-S", str(self.socket_path), "-uroot", "--batch"],
-                              input=statements, capture_output=True, text=True, timeout=30)
+                              input=statements, capture_output=True, text=True, timeout=30, check=False)
         if done.returncode != 0:
             raise ComponentError(f"mariadb client failed: {done.stderr}\n{self.logs()}")
         return done.stdout
@@ -157,7 +166,7 @@ def mariadb(sql: str = "") -> Iterator[MariaDB]:
         data = base / "data"
         installed = subprocess.run([install_db, "--no-defaults", f"--datadir={data}", "--user=root",
                                     "--auth-root-authentication-method=socket", "--skip-test-db"],
-                                   capture_output=True, text=True, timeout=120)
+                                   capture_output=True, text=True, timeout=120, check=False)
         if installed.returncode != 0:
             raise ComponentError(f"mariadb-install-db failed: {installed.stderr[-2000:]}")
         port = free_port()

@@ -42,8 +42,8 @@ def test_right_password_authenticates(cvm):
                      [plain("alice@example.test", "s3cret")])
     code, lines = result.replies()[2]
     assert code == 235
-    assert lines == ["2.7.0 PLAIN authentication successful for alice@example.test - "
-                     "auth success for alice@example.test"]
+    assert lines == [("2.7.0 PLAIN authentication successful for alice@example.test - "
+                      "auth success for alice@example.test")]
     assert any("pass: authentication for: alice@example.test" in line for line in result.log)
 
 

@@ -66,8 +66,8 @@ def session(db, lines, **config):
 
 def test_plain_against_the_crypt_password(db):
     result = session(db, [plain("Alice@Example.TEST", "s3cret")])
-    assert result.replies()[2] == (235, ["2.7.0 PLAIN authentication successful for Alice@Example.TEST"
-                                         " - auth_vpopmail_sql"])
+    assert result.replies()[2] == (235, [("2.7.0 PLAIN authentication successful for Alice@Example.TEST"
+                                          " - auth_vpopmail_sql")])
     assert any("pass: crypt match" in line for line in result.log)
 
 

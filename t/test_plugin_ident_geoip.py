@@ -25,7 +25,7 @@ def city(iso, country, continent, name, lat, lon):
 
 
 def write_db(path, kind, records):
-    from mmdb_writer import MMDBWriter, MmdbF64
+    from mmdb_writer import MmdbF64, MMDBWriter
     from netaddr import IPSet
     writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=kind, languages=["en"],
                         description="qpsmtpd test database")

@@ -38,7 +38,7 @@ class Peer:
         peer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 peer.requests.append(self.path)
                 from urllib.parse import unquote
                 prefix = "/qd1/deliverable?"
@@ -95,7 +95,7 @@ def rcpt(plugin_line: str, recipient: str, sender: str = "a@example.org", **conf
 def test_deliverable_and_undeliverable(peer):
     assert rcpt(f"qmail_deliverable server 127.0.0.1:{peer.port}", "Alice@Example.TEST")[0][0] == 250
     assert "/qd1/deliverable?alice%40example.test" in peer.requests
-    reply, result = rcpt(f"qmail_deliverable server 127.0.0.1:{peer.port}", "nobody@example.test")
+    reply, _result = rcpt(f"qmail_deliverable server 127.0.0.1:{peer.port}", "nobody@example.test")
     assert reply == (550, ["Sorry, no mailbox by that name. qd (#5.1.1)"])
 
 

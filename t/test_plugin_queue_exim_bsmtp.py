@@ -133,7 +133,7 @@ def test_exim_killed_without_a_word_is_not_queued(exim):
 def test_exim_hanging_is_killed_after_the_timeout(exim):
     import time
     started = time.monotonic()
-    reply, result = send(exim, ["hang@example.test"], args="timeout 1")
+    reply, _result = send(exim, ["hang@example.test"], args="timeout 1")
     assert reply == (452, ["Internal error enqueuing mail"])
     assert time.monotonic() - started < 5
 

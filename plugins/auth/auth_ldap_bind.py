@@ -85,9 +85,8 @@ class AuthLdapBind(Plugin):
             if key and value.strip():
                 settings[key] = value.strip()
         for key, value in self.opts.items():
-            if key in DEFAULTS or key == "ldap_base":
-                if value is not None:
-                    settings[key] = str(value)
+            if (key in DEFAULTS or key == "ldap_base") and value is not None:
+                settings[key] = str(value)
         self.settings = self.checked(settings)
         self.register_hook("auth-plain", "authldap")
         self.register_hook("auth-login", "authldap")

@@ -114,7 +114,7 @@ class EximBsmtp(Plugin):
         self.log(LOGDEBUG, f"executing cmd {' '.join(command)} < {job}")
         try:
             with open(job, "rb") as stdin:
-                done = subprocess.run(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                done = subprocess.run(command, check=False, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       timeout=self.opts["timeout"] or DEFAULT_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.log(LOGERROR, f"BSMTP enqueue failed; {self.exim_path} -bS did not finish in time (killed)")
