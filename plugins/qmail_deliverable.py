@@ -101,6 +101,16 @@ class QmailDeliverable(Plugin):
             self.configure_smtproutes(server[len("smtproutes:"):])
         self.register_hook("rcpt", "rcpt_handler")
 
+    def check_config(self) -> list[str]:
+        """Problems for --check-config."""
+        server = self.fallback_server
+        if server is None:
+            return []
+        host, _colon, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            return [f"server {server!r} is not HOST:PORT"]
+        return []
+
     def configure_smtproutes(self, spec: str) -> None:
         host, _colon, port = spec.rpartition(":")
         self.route_port = port

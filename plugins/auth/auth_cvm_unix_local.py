@@ -94,6 +94,15 @@ class AuthCvmUnixLocal(Plugin):
         self.register_hook("auth-plain", "authcvm_plain")
         self.register_hook("auth-login", "authcvm_plain")
 
+    def check_config(self) -> list[str]:
+        """Problems for --check-config."""
+        socket_path = self.opts["cvm_socket"]
+        if not socket_path:
+            return ["cvm_socket is required"]
+        if not _is_socket(socket_path):
+            return [f"cvm_socket {socket_path} is missing or not a socket (is the CVM module running?)"]
+        return []
+
     def listening_port(self) -> str:
         if os.environ.get("PORT"):
             return os.environ["PORT"]

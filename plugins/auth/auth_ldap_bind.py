@@ -53,12 +53,11 @@ logged.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import DECLINED, LOGALERT, LOGERROR, LOGINFO, LOGWARN, OK
-from qpsmtpd.plugin import Plugin, PluginError
+from qpsmtpd.plugin import Plugin
 
 DEFAULTS = {"ldap_host": "127.0.0.1", "ldap_port": "389", "ldap_timeout": "5", "ldap_auth_filter_attr": "uid"}
 TEMPORARY = "authldap - temporary auth error"
@@ -75,10 +74,9 @@ class AuthLdapBind(Plugin):
         Option("ldap_auth_filter_attr", help="attribute holding the user name (default uid)"),
     )
 
+    requires = ("ldap3",)  # checked when the plugin loads (qpsmtpd.optional)
+
     def register(self, qp, *args) -> None:
-        if importlib.util.find_spec("ldap3") is None:
-            raise PluginError("auth/auth_ldap_bind needs the Python library ldap3 "
-                              "(Debian package python3-ldap3, pip package ldap3)")
         settings = dict(DEFAULTS)
         for line in self.qp.config("ldap"):
             key, _space, value = line.strip().partition(" ")
@@ -90,6 +88,10 @@ class AuthLdapBind(Plugin):
         self.settings = self.checked(settings)
         self.register_hook("auth-plain", "authldap")
         self.register_hook("auth-login", "authldap")
+
+    def check_config(self) -> list[str]:
+        """Problems for --check-config."""
+        return [] if self.settings.get("ldap_base") else ["ldap_base is not set (config/ldap or the plugin line)"]
 
     def checked(self, settings: dict[str, str]) -> dict[str, str]:
         """Malformed host, port or time-out values replaced by the defaults (logged)."""

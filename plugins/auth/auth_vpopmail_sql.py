@@ -45,12 +45,10 @@ the connection and 10 seconds to answer.
 
 from __future__ import annotations
 
-import importlib.util
-
 from qpsmtpd.args import Arguments
 from qpsmtpd.auth import validate_password
 from qpsmtpd.constants import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO
-from qpsmtpd.plugin import Plugin, PluginError
+from qpsmtpd.plugin import Plugin
 
 DEFAULT_DSN = "dbi:mysql:dbname=vpopmail;host=127.0.0.1"
 DEFAULT_SOCKET = "/run/mysqld/mysqld.sock"
@@ -86,13 +84,19 @@ def parse_dsn(dsn: str) -> dict[str, object]:
 
 class AuthVpopmailSql(Plugin):
     arguments = Arguments()
+    requires = ("pymysql",)  # checked when the plugin loads (qpsmtpd.optional)
 
     def register(self, qp, *args) -> None:
-        if importlib.util.find_spec("pymysql") is None:
-            raise PluginError("auth/auth_vpopmail_sql needs the Python library PyMySQL "
-                              "(Debian package python3-pymysql, pip package PyMySQL)")
         for hook in ("auth-plain", "auth-login", "auth-cram-md5"):
             self.register_hook(hook, "auth_vmysql")
+
+    def check_config(self) -> list[str]:
+        """Problems for --check-config."""
+        try:
+            parse_dsn(self.qp.config_value("vpopmail_mysql_dsn") or DEFAULT_DSN)
+        except ValueError as error:
+            return [f"vpopmail_mysql_dsn: {error}"]
+        return []
 
     def auth_vmysql(self, transaction, method, user, pass_clear, pass_hash, ticket=None):
         name, at, domain = user.lower().partition("@")

@@ -46,13 +46,12 @@ or `skip, no results`.  With headers on, each message gets
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 
 from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE
-from qpsmtpd.plugin import Plugin, PluginError
+from qpsmtpd.plugin import Plugin
 
 DEFAULT_DB_DIR = "/usr/local/share/GeoIP"
 LOCATION_DATABASES = ("GeoIP2-City.mmdb", "GeoLite2-City.mmdb", "GeoIP2-Country.mmdb", "GeoLite2-Country.mmdb")
@@ -70,10 +69,9 @@ class GeoIP(Plugin):
         Option("add_headers", default="true", help="false: no X-GeoIP-* headers"),
     )
 
+    requires = ("maxminddb",)  # checked when the plugin loads (qpsmtpd.optional)
+
     def register(self, qp, *args) -> None:
-        if importlib.util.find_spec("maxminddb") is None:
-            raise PluginError("ident/geoip needs the Python library maxminddb "
-                              "(Debian package python3-maxminddb, pip package maxminddb)")
         db_dir = self.opts["db_dir"] or DEFAULT_DB_DIR
         if self.opts["distance"] and not _is_ip(self.opts["distance"]):
             self.log(LOGERROR, f"distance {self.opts['distance']!r} is not an IP address: no distances")
@@ -86,6 +84,17 @@ class GeoIP(Plugin):
         self.register_hook("connect", "geoip_lookup")
         if "false" not in str(self.opts["add_headers"]).lower():
             self.register_hook("data_post", "add_headers")
+
+    def check_config(self) -> list[str]:
+        """Problems for --check-config."""
+        problems = []
+        if self.location_db is None:
+            problems.append(f"no GeoIP2/GeoLite2 City or Country .mmdb in {self.opts['db_dir'] or DEFAULT_DB_DIR}")
+        elif not os.access(self.location_db, os.R_OK):
+            problems.append(f"{self.location_db} is not readable")
+        if self.opts["distance"] is None and "distance" in self.args:
+            problems.append("distance is not an IP address")
+        return problems
 
     def geoip_lookup(self, transaction):
         ip = self.connection.remote_ip

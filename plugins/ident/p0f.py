@@ -54,6 +54,8 @@ With headers on, each message gets `X-P0F-Genre` and `X-P0F-Link-Type`
 
 from __future__ import annotations
 
+import os
+
 from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd.plugin import Plugin
@@ -90,6 +92,20 @@ class P0f(Plugin):
         if "false" not in str(self.opts["add_headers"]).lower():
             self.register_hook("data_post", "add_headers")
         self.register_genre_blocking()
+
+    def check_config(self) -> list[str]:
+        """Problems for --check-config."""
+        import stat
+        if self.opts["version"] != 3:
+            return ["only p0f version 3 is supported"]
+        if not self.opts["p0f_socket"]:
+            return ["the p0f API socket is not given (ident/p0f /path/to/p0f.sock)"]
+        try:
+            if not stat.S_ISSOCK(os.stat(self.opts["p0f_socket"]).st_mode):
+                return [f"{self.opts['p0f_socket']} is not a socket"]
+        except OSError as error:
+            return [f"p0f API socket {self.opts['p0f_socket']}: {error.strerror} (is p0f running with -s?)"]
+        return []
 
     def register_genre_blocking(self) -> None:
         import re
