@@ -18,7 +18,7 @@ included), one command byte, and the data; strings end in NUL.
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the C module: socket.py would import enum and selectors (~5 ms)
 import struct
 import time
 
@@ -477,6 +477,6 @@ def _modification(kind: str, command: bytes, data: bytes) -> Modification:
 
 
 def _describe(error: OSError) -> str:
-    if isinstance(error, socket.timeout):
+    if isinstance(error, TimeoutError):
         return "timed out"
     return error.strerror or str(error)
