@@ -324,11 +324,19 @@ class PluginLoader:
             self.plugin_dirs.append(builtin)
         self._classes: dict[str, type[Plugin]] = {}
         self._perl_files: dict[str, str] = {}
+        self._found: dict[str, str | None] = {}
         self.notices: list[str] = []      # old names used (also logged once at LOGNOTICE)
         self.report_failures = True       # --check-config reports failures itself
 
     def find(self, name: str) -> str | None:
         """The Python file of plugin `name`; Perl files met on the way are remembered."""
+        if name in self._found:
+            return self._found[name]
+        found = self._search(name)
+        self._found[name] = found
+        return found
+
+    def _search(self, name: str) -> str | None:
         for directory in self.plugin_dirs:
             for candidate in (os.path.join(directory, name), os.path.join(directory, name + ".py")):
                 if not os.path.isfile(candidate):
