@@ -109,6 +109,7 @@ def test_unknown_and_local_addresses(db_dir, probe):
     assert result.notes == {}
     assert any("skip, no results" in line for line in result.log)
     assert session(probe, f"ident/geoip db_dir {db_dir}", "127.0.0.1").notes == {}
+    assert session(probe, f"ident/geoip db_dir {db_dir}", "2001:db8::25").notes == {}
 
 
 def test_country_database_and_headers_off(country_only_dir, probe):

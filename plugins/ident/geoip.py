@@ -106,8 +106,11 @@ class GeoIP(Plugin):
                 record = reader.get(ip)
                 own = reader.get(self.opts["distance"]) if self.opts["distance"] and record else None
             asn = self.asn_for(maxminddb, ip)
-        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as error:
+        except (OSError, maxminddb.InvalidDatabaseError) as error:
             self.log(LOGERROR, f"skip, cannot read the GeoIP database: {error}")
+            return DECLINED
+        except ValueError as error:  # e.g. an IPv6 client and an IPv4-only database
+            self.log(LOGINFO, f"skip, no results ({error})")
             return DECLINED
         if not record:
             self.log(LOGINFO, "skip, no results")
