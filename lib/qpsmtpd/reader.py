@@ -5,6 +5,16 @@ replace it in place (`SmtpIO.transport`) after STARTTLS.  `SmtpIO` adds the
 input buffer, the per-read timeout and the command line length limit: a
 line longer than the limit is consumed to its end without being held in
 memory and reported as `LineTooLong`.
+
+Time limits (each `None` = none; the session sets them from config files):
+
+* `Transport.write_timeout` — a reply must be written within it, else the
+  client is treated as gone (`ConnectionLost`, and no more input is read):
+  a client that never reads cannot block the server;
+* `SmtpIO.session_deadline` — the monotonic time the whole session ends
+  (`Timeout` from any read after it);
+* `SmtpIO.command_timeout` — a command line must be complete this long
+  after its first byte arrived (one byte per second cannot hold a session).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import time
 
 
 class Timeout(Exception):
@@ -37,6 +48,9 @@ class Transport:
         self.fd_out = fd_out
         self._poll = select.poll()
         self._poll.register(fd_in, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._poll_out: select.poll | None = None
+        self.write_timeout: float | None = None
+        self.broken = False  # a write failed or timed out: the client is gone
 
     def wait_readable(self, timeout: float | None) -> bool:
         millis = None if timeout is None else max(0, int(timeout * 1000))
@@ -50,7 +64,7 @@ class Transport:
         while True:
             try:
                 return os.read(self.fd_in, size)
-            except InterruptedError:
+            except (InterruptedError, BlockingIOError):  # BlockingIOError: a spurious wake-up
                 continue
             except ConnectionResetError:
                 return b""
@@ -60,15 +74,52 @@ class Transport:
                 raise
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        if self.broken:
+            raise ConnectionLost("the client stopped reading")
+        if self.write_timeout is None:
+            self._write_blocking(memoryview(data))
+            return
+        try:
+            os.set_blocking(self.fd_out, False)
+        except OSError as error:
+            self.broken = True
+            raise ConnectionLost(str(error)) from error
+        try:
+            self._write_with_deadline(memoryview(data), time.monotonic() + self.write_timeout)
+        finally:
+            try:
+                os.set_blocking(self.fd_out, True)  # fd 0 may share the file description
+            except OSError:
+                pass
+
+    def _write_blocking(self, view: memoryview) -> None:
         while view:
             try:
                 written = os.write(self.fd_out, view)
             except InterruptedError:
                 continue
             except OSError as error:
+                self.broken = True
                 raise ConnectionLost(str(error)) from error
             view = view[written:]
+
+    def _write_with_deadline(self, view: memoryview, deadline: float) -> None:
+        if self._poll_out is None:
+            self._poll_out = select.poll()
+            self._poll_out.register(self.fd_out, select.POLLOUT)
+        while view:
+            try:
+                view = view[os.write(self.fd_out, view):]
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as error:
+                self.broken = True
+                raise ConnectionLost(str(error)) from error
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._poll_out.poll(left * 1000):
+                self.broken = True
+                raise ConnectionLost(f"the client read no reply for {self.write_timeout:g} s")
 
     def pending(self) -> bool:
         """Data that is already decoded and waiting (TLS buffers); none for plain fds."""
@@ -83,12 +134,25 @@ class SmtpIO:
         self.timeout = timeout
         self.buffer = bytearray()
         self.eof = False
+        self.session_deadline: float | None = None
+        self.command_timeout: float | None = None
 
-    def _fill(self, timeout: float | None = None) -> bool:
-        """Read more input into the buffer; False at end of input."""
-        if self.eof:
+    def _fill(self, timeout: float | None = None, deadline: float | None = None) -> bool:
+        """Read more input into the buffer; False at end of input.
+
+        Waits at most the read timeout, and never past `deadline` (a command's)
+        or the session's deadline: past either, `Timeout`.
+        """
+        if self.eof or getattr(self.transport, "broken", False):
+            self.eof = True
             return False
         wait = self.timeout if timeout is None else timeout
+        for limit in (deadline, self.session_deadline):
+            if limit is not None:
+                left = limit - time.monotonic()
+                if left <= 0:
+                    raise Timeout()
+                wait = left if wait is None else min(wait, left)
         if not self.transport.pending() and not self.transport.wait_readable(wait):
             raise Timeout()
         data = self.transport.read(READ_SIZE)
@@ -102,9 +166,11 @@ class SmtpIO:
         """The next line without its CRLF/LF, or None at end of input.
 
         A line longer than `limit` octets is read to its end, dropped, and
-        reported by raising LineTooLong.
+        reported by raising LineTooLong.  With `command_timeout`, the line must
+        be complete that long after its first byte arrived.
         """
         scanned = 0
+        deadline = None
         while True:
             newline = self.buffer.find(b"\n", scanned)
             if newline >= 0:
@@ -118,7 +184,9 @@ class SmtpIO:
                 self._discard_to_newline()
                 raise LineTooLong()
             scanned = len(self.buffer)
-            if not self._fill():
+            if deadline is None and self.buffer and self.command_timeout is not None:
+                deadline = time.monotonic() + self.command_timeout
+            if not self._fill(deadline=deadline):
                 return None
 
     def _discard_to_newline(self) -> None:

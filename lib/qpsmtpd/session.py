@@ -5,6 +5,24 @@ on fd 0, else the documented pipe default), keeps log lines away from the
 client when fd 2 is the client's socket (xinetd), loads the plugins and
 runs the session.  A plugin that fails to load ends the session with a 421
 and a log line naming it, never a session without that plugin.
+
+Signals: the dispositions and the signal mask inherited from the parent are
+reset at start-up (an ignored SIGCHLD, as `swaks --pipe` leaves it, would
+make every wait for a queue program fail after it accepted).  SIGTERM,
+SIGHUP and SIGINT end the session cleanly: the spool and temp files of the
+open transaction are removed, one log line says which signal, nothing is
+printed, and no reply that could be taken for a verdict is sent.
+
+Time limits (config files, seconds; 0 switches one off):
+
+| file | default | bounds |
+| --- | --- | --- |
+| `timeout_write` | 60 | writing one reply (a client that never reads) |
+| `timeout_session` | 3600 | the whole session |
+| `timeout_command` | 300 | one command line, from its first byte to its end |
+
+(`timeout`/`timeoutsmtpd`, default 1200, still bound each wait for input;
+`plugin_timeout` and `queue_timeout` bound the plugins and queue backends.)
 """
 
 from __future__ import annotations
@@ -12,12 +30,64 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 
 from .constants import LOGNOTICE
 from .reader import ConnectionLost, SmtpIO, Transport
 from .smtp import SMTP
 
 PIPE_REMOTE_IP = "127.0.0.1"
+DEFAULT_WRITE_TIMEOUT = 60
+DEFAULT_SESSION_TIMEOUT = 3600
+DEFAULT_COMMAND_TIMEOUT = 300
+TERMINATING = ("SIGTERM", "SIGHUP", "SIGINT")
+# Python's own choices at start-up, kept: a broken pipe or a too-big file is an error, not death
+KEEP = ("SIGPIPE", "SIGXFSZ", "SIGKILL", "SIGSTOP")
+
+
+class Terminated(BaseException):
+    """SIGTERM, SIGHUP or SIGINT arrived: end the session (not an Exception: no handler eats it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    import _signal
+
+    for name in TERMINATING:  # one clean-up only
+        _signal.signal(getattr(_signal, name), _signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def reset_signals() -> None:
+    """Default dispositions and an empty mask, whatever the parent left; our own TERM/HUP/INT."""
+    import _signal  # the C module: `signal` would import enum at start-up
+
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    keep = {getattr(_signal, name) for name in KEEP if hasattr(_signal, name)}
+    for number in range(1, _signal.NSIG):
+        if number in keep:
+            continue
+        try:
+            if _signal.getsignal(number) == _signal.SIG_IGN:
+                _signal.signal(number, _signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            continue  # not a signal on this system, or one that cannot be caught
+    for name in TERMINATING:
+        _signal.signal(getattr(_signal, name), _terminate)
+
+
+def configure_limits(smtp: SMTP, started: float) -> None:
+    """The write, session and command time limits from the config files."""
+    io = smtp.io
+    write_timeout = smtp.config_int("timeout_write", DEFAULT_WRITE_TIMEOUT)
+    io.transport.write_timeout = float(write_timeout) if write_timeout > 0 else None
+    session_timeout = smtp.config_int("timeout_session", DEFAULT_SESSION_TIMEOUT)
+    io.session_deadline = started + session_timeout if session_timeout > 0 else None
+    command_timeout = smtp.config_int("timeout_command", DEFAULT_COMMAND_TIMEOUT)
+    io.command_timeout = float(command_timeout) if command_timeout > 0 else None
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-[]:")
 
 
@@ -109,6 +179,7 @@ def _unmap(ip: str) -> str:
 
 def run_session(install_dir: str) -> int:
     """Run one SMTP session on fds 0/1; the process exit status."""
+    started = time.monotonic()
     if stderr_is_client():
         silence_stderr()
         client_on_stderr = True
@@ -117,22 +188,45 @@ def run_session(install_dir: str) -> int:
     smtp = SMTP(install_dir, SmtpIO(Transport(0, 1)))
     if client_on_stderr:
         smtp.disable_stderr_log()
-    info = connection_info(os.environ)
-    smtp.connection.start(**info)
-    if not smtp.start():
-        return 1
-    smtp.log(LOGNOTICE, f"Connection from {info['remote_info']} [{info['remote_ip']}]")
     try:
-        smtp.run()
-    except ConnectionLost:
-        pass
+        info = connection_info(os.environ)
+        smtp.connection.start(**info)
+        if not smtp.start():
+            return 1
+        configure_limits(smtp, started)
+        smtp.log(LOGNOTICE, f"Connection from {info['remote_info']} [{info['remote_ip']}]")
+        try:
+            smtp.run()
+        except ConnectionLost:
+            pass
+    except Terminated as terminated:
+        return end_on_signal(smtp, terminated.signum)
     return 0
 
 
+def end_on_signal(smtp: SMTP, signum: int) -> int:
+    """The session was told to stop: remove what the open transaction stored, log it, exit."""
+    import _signal
+
+    _signal.setitimer(_signal.ITIMER_REAL, 0)  # a plugin time limit armed when the signal came
+    transaction = getattr(smtp, "_transaction", None)
+    if transaction is not None:
+        try:
+            transaction.close()
+        except Exception as error:  # never a traceback: the log line says it
+            smtp.log(LOGNOTICE, f"clean-up after signal {signum} incomplete: {error}")
+    smtp.log(LOGNOTICE, f"signal {signum} received: session ended, nothing queued from an unfinished transaction")
+    return 128 + signum
+
+
 def main(install_dir: str, argv: list[str]) -> int:
+    reset_signals()
     if argv:
         from .cli import run_cli
-        return run_cli(install_dir, argv)
+        try:
+            return run_cli(install_dir, argv)
+        except Terminated as terminated:
+            return 128 + terminated.signum
     return run_session(install_dir)
 
 
