@@ -20,7 +20,7 @@ clients from a country listed in `geoip`, and, with `p0f`, clients whose
 operating-system fingerprint does not match.
 
 The state lives in a store shared by every connection (see
-`lib/qpsmtpd/state.py`): a local SQLite file `greylist.sqlite` in
+`lib/qpsmtpd/state.py`): a local SQLite file `state.sqlite` in
 `db_dir`, or a Redis server shared by several MX hosts (`redis`, or
 `config/state_redis`; see docs/multi-mx.md).  **When the store is down or
 locked** past `timeout`, the client is let through (as the Perl plugin

@@ -31,7 +31,7 @@ Relay clients and whitelisted hosts and senders are never refused (list
 `relay`/`whitelist` before `karma`); their connections are still recorded.
 
 The history lives in a store shared by every connection (a local SQLite
-file `karma.sqlite` in `db_dir`, or Redis: `redis`/`config/state_redis`,
+file `state.sqlite` in `db_dir`, or Redis: `redis`/`config/state_redis`,
 see docs/multi-mx.md).  **When the store is down or locked** past
 `timeout`, nobody is refused for karma and the connection is not
 recorded; the log says `karma store unusable: ...`.

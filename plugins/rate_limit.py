@@ -2,7 +2,7 @@
 
 Counts what clients do in time windows and defers them when they do too
 much.  The counts live in the same store as greylisting and karma (a
-local SQLite file `rate_limit.sqlite`, or Redis: then every MX host
+local SQLite file `state.sqlite`, or Redis: then every MX host
 sharing the server shares the counts and the limits hold for the whole
 site; see docs/multi-mx.md).  Not in the Perl qpsmtpd (it resembles
 Haraka's `limit` plugin).

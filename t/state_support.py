@@ -50,7 +50,7 @@ class Backend:
 
     def store(self, namespace: str) -> state.Store:
         if self.kind == "local":
-            return state.LocalStore(os.path.join(self.db_dir, namespace + ".sqlite"), namespace, 2.0)
+            return state.LocalStore(os.path.join(self.db_dir, state.LOCAL_FILE), namespace, 2.0)
         return state.RedisStore(self.server, namespace, 2.0)
 
 
@@ -125,9 +125,17 @@ def clock(monkeypatch):
     """The controlled clock; also forgets Redis servers marked down by an earlier test."""
     controlled = Clock()
     monkeypatch.setattr(state, "clock", controlled)
-    state._down.clear()
+    forget_process_state()
     yield controlled
+    forget_process_state()
+
+
+def forget_process_state() -> None:
+    """What one qpsmtpd process keeps (open files, servers marked down); tests share a process."""
     state._down.clear()
+    for db in state._open_dbs.values():
+        db.close()
+    state._open_dbs.clear()
 
 
 @pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.components)])

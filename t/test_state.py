@@ -128,17 +128,16 @@ def assert_fell_back(result, elapsed, limit):
 
 
 def test_local_store_locked(tmp_path, clock):
-    """Another process holds the write locks: every plugin waits at most `timeout`, then lets through."""
+    """Another process holds the write lock: the session waits at most `timeout` per plugin
+    call that writes, then lets the client through."""
     plugins = [line.format(args=f"db_dir {tmp_path}") for line in ALL_THREE]
-    session(["HELO c.test", "QUIT"], plugins)  # creates the three files
-    lockers = []
-    for name in ("greylist", "karma", "rate_limit"):
-        script = ("import sqlite3, sys, time\n"
-                  f"db = sqlite3.connect({str(tmp_path / (name + '.sqlite'))!r}, isolation_level=None)\n"
-                  "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(30)\n")
-        locker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-        assert locker.stdout.readline() == b"locked\n"
-        lockers.append(locker)
+    session(["HELO c.test", "QUIT"], plugins)  # creates the file
+    script = ("import sqlite3, sys, time\n"
+              f"db = sqlite3.connect({str(tmp_path / 'state.sqlite')!r}, isolation_level=None)\n"
+              "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(30)\n")
+    locker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert locker.stdout.readline() == b"locked\n"
+    lockers = [locker]
     try:
         start = time.monotonic()
         result = session(MESSAGE, plugins)

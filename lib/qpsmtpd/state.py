@@ -3,8 +3,10 @@
 A qpsmtpd process lives for one connection, so whatever a plugin must
 remember about a client between connections lives in a store.  Two kinds:
 
-* **local** (the default): an SQLite database per namespace
-  (`<db_dir>/<namespace>.sqlite`, e.g. `greylist.sqlite`), in WAL mode.
+* **local** (the default): an SQLite database `<db_dir>/state.sqlite`
+  in WAL mode; each plugin has its namespace in it (keys `greylist:...`,
+  `karma:...`, `rate_limit:...`), and plugins with the same `db_dir` share
+  one file and one open per session.
 * **Redis** (`redis HOST[:PORT]` on the plugin line, or `config/state_redis`):
   one server shared by every MX host.  redis-py is imported only by a
   session whose plugins use Redis (it costs 70-90 ms to import, about four
@@ -15,12 +17,17 @@ install, nothing to run), it is safe with many processes at once (a
 `BEGIN IMMEDIATE` transaction is a read-modify-write no other process can
 interleave with, so no increment is lost; a process that dies mid-write
 loses nothing, the kernel drops its locks and the journal rolls back), and
-in WAL mode readers never wait for the writer and a commit needs no fsync
-(`synchronous=NORMAL`: a power cut may lose the last few updates, never
-corrupt the file; acceptable for greylisting and reputation data).  One
+in WAL mode readers never wait for the writer.  Durability is traded for
+speed: `synchronous=OFF`, no fsync at all (an fsync costs 1-8 ms, more than
+the whole budget of these plugins; measured in bench/state.py).  A process
+that crashes loses nothing; an operating-system crash or power cut may
+lose recent updates or damage the file, and a damaged file is moved aside
+(`state.sqlite.damaged-<time>`, logged) and the store starts empty: for
+greylisting and reputation data that costs some clients one more
+greylisting delay, nothing else.  One
 file holds any number of keys (a file or a DBM per key would not scale to
 the hundred thousand addresses a busy MX sees).  The cost per session is
-about 0.6 ms to load the module and 0.5 ms to open and update: the module is
+about 0.6 ms to load the module and 0.5 ms to open, update and close: the module is
 loaded without `functools` (SQLite's C module imports it only for a
 statement cache we switch off), which would cost 2 ms more.  The Perl
 qpsmtpd's DBM file with a lock file around it serialises every access and
@@ -32,8 +39,9 @@ call has the same socket time-out for connecting and for each answer, and
 any failure raises `StateError`; each plugin logs it and applies its
 documented fallback (greylisting and rate_limit let the client through, as
 the Perl greylisting does; karma neither penalises nor records).  Once a
-Redis server failed, the process does not try it again (so a session with
-three Redis plugins waits once, not at every hook).
+Redis server failed, or the local file stayed locked past the time-out,
+the process does not try it again (so a session with three plugins waits
+once, not at every hook).
 
 Time comes from `qpsmtpd.state.clock()` (tests replace it).  Expiry: every
 key is written with a time to live; expired keys read as missing (local)
@@ -58,7 +66,7 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 1.0
 REDIS_PREFIX = "qpsmtpd:"
 _PRUNE_ONE_IN = 64          # one process in 64 deletes expired rows of the local store
-_down: dict[str, str] = {}  # Redis servers that failed in this process -> why
+_down: dict[str, str] = {}  # Redis servers and local files that failed in this process -> why
 
 
 def clock() -> float:
@@ -157,8 +165,16 @@ def _import_sqlite() -> Any:
     return _sqlite3
 
 
+LOCAL_FILE = "state.sqlite"
+_open_dbs: dict[str, Any] = {}  # path -> connection, shared by the stores of one process
+
+
 class LocalStore(Store):
-    """One SQLite file per namespace; safe with any number of processes."""
+    """A namespace in an SQLite file (`<db_dir>/state.sqlite`); safe with any number of processes.
+
+    Stores of one process that use the same file share one connection (one
+    open per session, however many plugins); keys are `<namespace>:<key>`.
+    """
 
     kind = "local"
 
@@ -166,7 +182,7 @@ class LocalStore(Store):
         self.path = path
         self.namespace = namespace
         self.timeout = timeout
-        self._db: Any = None
+        self._prefix = namespace + ":"
         self._writes = 0
 
     def describe(self) -> str:
@@ -179,17 +195,20 @@ class LocalStore(Store):
         return StateError(f"{self.describe()}: {text}")
 
     def _connection(self) -> Any:
-        if self._db is not None:
-            return self._db
+        if self.path in _down:  # locked once past the time-out: the rest of the session does not wait again
+            raise StateError(f"{self.describe()}: {_down[self.path]}, not retried in this session")
+        db = _open_dbs.get(self.path)
+        if db is not None:
+            return db
         sqlite = _import_sqlite()
         try:
             if not os.path.exists(self.path):
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # never world-readable
             db = sqlite.connect(self.path, timeout=self.timeout, isolation_level=None, cached_statements=0)
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA synchronous=OFF")
         except (sqlite.Error, OSError) as error:
             raise self._error(error) from None
-        self._db = db
+        _open_dbs[self.path] = db
         return db
 
     def _run(self, work: Callable[[Any], Any], write: bool) -> Any:
@@ -210,10 +229,28 @@ class LocalStore(Store):
                 if "no such table" in str(error) and attempt == 1:
                     self._create_schema(db)
                     continue
-                raise self._error(error) from None
-            except sqlite.Error as error:
+                failure = self._error(error)
+                if "locked by another process" in str(failure):
+                    _down[self.path] = f"locked by another process for more than {self.timeout:g}s"
+                raise failure from None
+            except sqlite.DatabaseError as error:
+                if "malformed" in str(error) or "not a database" in str(error):
+                    raise self._set_aside(error) from None
                 raise self._error(error) from None
         raise StateError(f"{self.describe()}: cannot create the tables")
+
+    def _set_aside(self, error: BaseException) -> StateError:
+        """A damaged file (a power cut before the OS wrote it out): move it aside, start afresh."""
+        self.close()
+        aside = f"{self.path}.damaged-{int(time.time())}"
+        try:
+            os.rename(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(self.path + suffix):
+                    os.rename(self.path + suffix, aside + suffix)
+        except OSError as rename_error:
+            return StateError(f"{self.describe()}: {error}; could not move it aside: {rename_error}")
+        return StateError(f"{self.describe()}: {error}; moved to {aside}, a new store starts empty")
 
     def _create_schema(self, db: Any) -> None:
         try:
@@ -231,20 +268,23 @@ class LocalStore(Store):
 
     def get(self, key: str) -> str | None:
         def read(db: Any) -> str | None:
-            row = db.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, clock())).fetchone()
+            row = db.execute("SELECT value FROM kv WHERE key = ? AND expires > ?",
+                             (self._prefix + key, clock())).fetchone()
             return row[0] if row else None
         return self._run(read, write=False)
 
     def update(self, key: str, change: Callable[[str | None], tuple[str | None, Any]], ttl: float) -> Any:
+        full_key = self._prefix + key
+
         def read_modify_write(db: Any) -> Any:
             now = clock()
-            row = db.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, now)).fetchone()
+            row = db.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (full_key, now)).fetchone()
             new_value, result = change(row[0] if row else None)
             if new_value is None:
-                db.execute("DELETE FROM kv WHERE key = ?", (key,))
+                db.execute("DELETE FROM kv WHERE key = ?", (full_key,))
             else:
                 db.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
-                           (key, new_value, now + ttl))
+                           (full_key, new_value, now + ttl))
             self._maybe_prune(db)
             return result
         return self._run(read_modify_write, write=True)
@@ -256,45 +296,56 @@ class LocalStore(Store):
                 "INSERT INTO kv (key, value, expires) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET"
                 " value = CASE WHEN expires > ?4 THEN CAST(value AS INTEGER) + ?2 ELSE ?2 END,"
                 " expires = CASE WHEN expires > ?4 THEN expires ELSE ?3 END RETURNING value",
-                (key, amount, now + ttl, now)).fetchone()
+                (self._prefix + key, amount, now + ttl, now)).fetchone()
             self._maybe_prune(db)
             return int(row[0])
         return self._run(add, write=True)
 
     def delete(self, key: str) -> bool:
-        return self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount > 0, write=True)
+        return self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?",
+                                               (self._prefix + key,)).rowcount > 0, write=True)
+
+    def _range(self) -> tuple[str, str]:
+        return self._prefix, self.namespace + ";"  # every key that starts with "<namespace>:"
 
     def items(self) -> Iterator[tuple[str, str]]:
-        rows = self._run(lambda db: db.execute("SELECT key, value FROM kv WHERE expires > ?",
-                                                (clock(),)).fetchall(), write=False)
-        return iter(rows)
+        rows = self._run(lambda db: db.execute(
+            "SELECT key, value FROM kv WHERE key >= ? AND key < ? AND expires > ?",
+            (*self._range(), clock())).fetchall(), write=False)
+        size = len(self._prefix)
+        return iter([(key[size:], value) for key, value in rows])
 
     def prune(self) -> int:
         def delete_expired(db: Any) -> int:
             now = clock()
-            count = db.execute("DELETE FROM kv WHERE expires <= ?", (now,)).rowcount
-            db.execute("DELETE FROM slots WHERE expires <= ?", (now,))
+            count = db.execute("DELETE FROM kv WHERE key >= ? AND key < ? AND expires <= ?",
+                               (*self._range(), now)).rowcount
+            db.execute("DELETE FROM slots WHERE key >= ? AND key < ? AND expires <= ?", (*self._range(), now))
             return count
         return self._run(delete_expired, write=True)
 
     def slot_acquire(self, key: str, member: str, ttl: float) -> int:
+        full_key = self._prefix + key
+
         def acquire(db: Any) -> int:
             now = clock()
-            db.execute("DELETE FROM slots WHERE key = ? AND expires <= ?", (key, now))
-            db.execute("INSERT OR REPLACE INTO slots (key, member, expires) VALUES (?, ?, ?)", (key, member, now + ttl))
-            return db.execute("SELECT COUNT(*) FROM slots WHERE key = ?", (key,)).fetchone()[0]
+            db.execute("DELETE FROM slots WHERE key = ? AND expires <= ?", (full_key, now))
+            db.execute("INSERT OR REPLACE INTO slots (key, member, expires) VALUES (?, ?, ?)",
+                       (full_key, member, now + ttl))
+            return db.execute("SELECT COUNT(*) FROM slots WHERE key = ?", (full_key,)).fetchone()[0]
         return self._run(acquire, write=True)
 
     def slot_release(self, key: str, member: str) -> None:
-        self._run(lambda db: db.execute("DELETE FROM slots WHERE key = ? AND member = ?", (key, member)), write=True)
+        self._run(lambda db: db.execute("DELETE FROM slots WHERE key = ? AND member = ?",
+                                        (self._prefix + key, member)), write=True)
 
     def close(self) -> None:
-        if self._db is not None:
+        db = _open_dbs.pop(self.path, None)
+        if db is not None:
             try:
-                self._db.close()
+                db.close()
             except Exception:  # closing must never fail a session
                 pass
-            self._db = None
 
 
 # -- Redis ------------------------------------------------------------------------
@@ -501,4 +552,4 @@ def open_store(qp: Any, namespace: str, *, redis: str | None = None, db_dir: str
         db_text = settings.get("db") or "0"
         return RedisStore(server, namespace, timeout, int(db_text) if db_text.isdigit() else 0, password)
     directory = choose_dir(db_dir, candidate_dirs(qp, own_dir or f"/var/lib/qpsmtpd/{namespace}"))
-    return LocalStore(os.path.join(directory, namespace + ".sqlite"), namespace, timeout)
+    return LocalStore(os.path.join(directory, LOCAL_FILE), namespace, timeout)
