@@ -203,6 +203,8 @@ def test_tls_certificate_and_key(site, tmp_path):
     ("rcpthosts", ["example..test"], "not a domain", ["example.test", ".example.test"]),
     ("badmailfrom", ["^(unclosed@"], "not a valid regular expression", ["^ok.*@example\\.test$", "@spam.example"]),
     ("badrcptto_patterns", ["[x  no"], "not a valid regular expression", ["!  no bang paths"]),
+    ("badhelo", ["(unclosed"], "not a valid regular expression", ["^dynamic-.*", "yahoo.com"]),
+    ("rcpt_regexp", ["/(x/ 550 no"], "not a valid regular expression", ["/^postmaster@/ 250 ok", "a@b.test 550 no"]),
     ("invalid_resolvable_fromhost", ["10.0.0.0/33"], "not an IP network", ["10.0.0.0/8"]),
     ("databytes", ["50M"], "not a whole number", ["52428800"]),
 ])

@@ -42,7 +42,8 @@ from typing import Any, Callable, TextIO
 from .plugin import Plugin, PluginError
 from .qp import Qpsmtpd
 
-REGEXP_CHARS = frozenset("/^$*+!%?\\[]()|{}")
+ADDRESS_REGEXP_CHARS = frozenset("/^$*+!%?\\")  # badmailfrom, badrcptto: a line with one is a regexp
+HELO_REGEXP_CHARS = frozenset("{}[]()^$|*+?\\!")  # badhelo (the helo plugin's rule)
 
 
 class Checker:
@@ -336,12 +337,20 @@ def _check_rcpthost(line: str) -> str | None:
     return None if _is_hostname(text.lstrip(".")) else "not a domain (example.com or .example.com)"
 
 
-def _check_regexp_list(line: str) -> str | None:
-    """badmailfrom-style files: an address, @host, or a regular expression."""
+def _regexp_list(chars: frozenset[str]) -> Callable[[str], str | None]:
+    """badmailfrom-style files: an address, @host, or (a line with one of `chars`) a regexp."""
+    def check(line: str) -> str | None:
+        word = line.split()[0]
+        return None if chars.isdisjoint(word) else _compile_problem(word)
+    return check
+
+
+def _check_rcpt_regexp(line: str) -> str | None:
+    """rcpt_regexp: `/regexp/` or an address, then a code and a text."""
     word = line.split()[0]
-    if REGEXP_CHARS.isdisjoint(word):
-        return None
-    return _compile_problem(word)
+    if len(word) > 1 and word.startswith("/") and word.endswith("/"):
+        return _compile_problem(word[1:-1])
+    return None
 
 
 def _check_pattern(line: str) -> str | None:
@@ -375,12 +384,12 @@ FORMATS: dict[str, Callable[[str], str | None]] = {
     "norelayclients": _check_client,
     "rcpthosts": _check_rcpthost,
     "invalid_resolvable_fromhost": _check_network,
-    "badmailfrom": _check_regexp_list,
-    "badrcptto": _check_regexp_list,
-    "badhelo": _check_regexp_list,
+    "badmailfrom": _regexp_list(ADDRESS_REGEXP_CHARS),
+    "badrcptto": _regexp_list(ADDRESS_REGEXP_CHARS),
+    "badhelo": _regexp_list(HELO_REGEXP_CHARS),
     "badmailfrom_patterns": _check_pattern,
     "badrcptto_patterns": _check_pattern,
-    "rcpt_regexp": _check_regexp_list,
+    "rcpt_regexp": _check_rcpt_regexp,
     "databytes": _check_number,
     "size_threshold": _check_number,
     "max_line_length": _check_number,
