@@ -78,8 +78,10 @@ def connect(endpoint: str | tuple[str, int], deadline: Deadline, connect_timeout
         if isinstance(endpoint, str):
             return _connected(_socket.AF_UNIX, endpoint, deadline.left(connect_timeout))
         failure: OSError | None = None
-        for family, _type, _proto, _name, address in _socket.getaddrinfo(
-                endpoint[0], endpoint[1], 0, _socket.SOCK_STREAM):
+        host = endpoint[0]
+        if host.isascii():
+            host = host.encode()  # a str would be IDNA-encoded: `encodings.idna` and `re`, 4.5 ms
+        for family, _type, _proto, _name, address in _socket.getaddrinfo(host, endpoint[1], 0, _socket.SOCK_STREAM):
             try:
                 return _connected(family, address, deadline.left(connect_timeout))
             except OSError as error:
