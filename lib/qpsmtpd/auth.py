@@ -53,23 +53,50 @@ def handle_auth(smtp: SMTP, msg: list[Any], line: str | None) -> int | None:
         smtp.respond(501, (values[0] if values else None) or "Syntax error in command")
         return None
     mechanism = str(values[0]).lower() if values else ""
-    if smtp.auth_result == OK:
-        smtp.respond(503, "but you already said AUTH ...")
-        return None
-    if smtp.connection.hello == "helo":
-        smtp.respond(503, "AUTH not defined for HELO")
-        return None
-    if smtp.transaction.sender is not None:
-        smtp.respond(503, "5.5.1 AUTH not permitted during a mail transaction")
-        return None
-    if tls_required(smtp):
-        smtp.respond(503, "SSL/TLS required before AUTH")
-        return None
-    if mechanism.upper() not in smtp.auth_mechanisms():
-        smtp.respond(504, f"Unimplemented authentication mechanism: {_shown(mechanism)}")
-        return None
     initial = values[1] if len(values) > 1 else None
+    refusal = _refusal(smtp, mechanism)
+    if refusal is not None:
+        smtp.respond(*refusal)
+        _discard_pipelined_responses(smtp, mechanism, initial)
+        return None
     return _exchange(smtp, mechanism, initial)
+
+
+def _refusal(smtp: SMTP, mechanism: str) -> tuple[int, str] | None:
+    """The 503/504 reply for an AUTH that cannot start now, or None."""
+    if smtp.auth_result == OK:
+        return 503, "but you already said AUTH ..."
+    if smtp.connection.hello == "helo":
+        return 503, "AUTH not defined for HELO"
+    if smtp.transaction.sender is not None:
+        return 503, "5.5.1 AUTH not permitted during a mail transaction"
+    if tls_required(smtp):
+        return 503, "SSL/TLS required before AUTH"
+    if mechanism.upper() not in smtp.auth_mechanisms():
+        return 504, f"Unimplemented authentication mechanism: {_shown(mechanism)}"
+    return None
+
+
+_RESPONSES_EXPECTED = {"login": 2, "plain": 1, "cram-md5": 1}
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}|\*")
+
+
+def _discard_pipelined_responses(smtp: SMTP, mechanism: str, initial: str | None) -> None:
+    """A client that pipelined its SASL responses behind a refused AUTH: those lines are
+    credentials, not commands.  Each one already sent (never waited for) that looks like
+    a SASL response and is not a command word is read, answered 501 and never logged."""
+    expected = _RESPONSES_EXPECTED.get(mechanism, 0) - (1 if initial else 0)
+    io = smtp.io
+    for _ in range(max(0, expected)):
+        newline = io.buffer.find(b"\n")
+        if newline < 0:
+            return
+        line = bytes(io.buffer[:newline]).rstrip(b"\r").decode("ascii", "replace")
+        if not _BASE64.fullmatch(line) or line.lower() in smtp.commands:
+            return
+        del io.buffer[:newline + 1]
+        smtp.log(LOGNOTICE, "discarded a pipelined AUTH response after the refusal (not logged)")
+        smtp.respond(501, "5.5.2 AUTH was refused: line discarded")
 
 
 def _exchange(smtp: SMTP, mechanism: str, initial: str | None) -> int | None:

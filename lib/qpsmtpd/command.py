@@ -24,9 +24,12 @@ _NOT_IN_VALUE = frozenset("= ") | frozenset(chr(c) for c in range(0x20))
 
 
 def parse(cmd: str, line: str | None, custom: Callable[..., ParseResult] | None = None) -> ParseResult:
-    if line is None:
-        return (OK,)
     cmd = cmd.lower()
+    if line is None or not line.strip():
+        if cmd in ("mail", "rcpt") and not callable(custom):
+            return (DENY, "Syntax error in command")  # a bare MAIL is no null sender
+        if line is None:
+            return (OK,)
     if callable(custom):
         try:
             return tuple(custom(cmd, line))
@@ -100,3 +103,17 @@ def params_to_dict(params: list[str] | tuple[str, ...]) -> dict[str, str | None]
         key, sep, value = param.partition("=")
         result[key.lower()] = value if sep else None
     return result
+
+
+MAX_SIZE_DIGITS = 20
+
+
+def size_param(value: str | None) -> int | None:
+    """The number of a `SIZE=` parameter (RFC 1870: ASCII digits only), None when it is not one.
+
+    `SIZE=²` or full-width digits are no number (Python's `isdigit`/`int` would take them);
+    more than 20 digits is refused too (no real message is that big).
+    """
+    if not value or len(value) > MAX_SIZE_DIGITS or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
