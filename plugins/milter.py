@@ -463,7 +463,7 @@ class Milter(Plugin):
         macros = {"i": self._queue_id(), "{mail_addr}": sender.address, "{mail_host}": sender.host or "",
                   "{mail_mailer}": "esmtp" if self.connection.hello == "ehlo" else "smtp"}
         if self.qp.authenticated():
-            macros.update({"{auth_type}": self.auth_mechanism, "{auth_authen}": self.auth_user})
+            macros.update({"{auth_type}": (self.auth_mechanism or "").upper(), "{auth_authen}": self.auth_user})
         return macros
 
     def _queue_id(self) -> str:

@@ -434,10 +434,51 @@ def test_bad_arguments_refuse_to_load():
     assert result.codes() == [421]
 
 
-def test_parse_replycode():
+def test_parse_replycode_and_addresses():
     verdict = parse_replycode("452-4.3.1 first\r\n452 4.3.1 second")
     assert (verdict.code, verdict.esc, verdict.lines) == (452, "4.3.1", ["first", "second"])
     assert MilterClient("inet:8891@localhost").target == ("localhost", 8891)
+    assert MilterClient("8891").target == ("127.0.0.1", 8891)  # the Perl plugin's `milter NAME PORT`
+    assert MilterClient("bmcluster:5513").target == ("bmcluster", 5513)
+
+
+def test_authenticated_user_in_the_mail_macros(milter_factory):
+    import base64
+
+    milter = milter_factory()
+    plain = base64.b64encode(b"\0user@example.test\0secret").decode()
+    lines = ["EHLO client.test", f"AUTH PLAIN {plain}", "MAIL FROM:<a@example.com>", "RCPT TO:<x@example.test>",
+             "DATA", *MESSAGE, ".", "QUIT"]
+    result = run_session(lines, config={"plugins": ["auth/auth_flat_file", f"milter test {milter.address}", "rcpt_ok"],
+                                        "rcpthosts": ["example.test"], "flat_auth_pw": ["user@example.test:secret"]},
+                         capture_queue=True)
+    assert result.codes()[2] == 235 and result.queued
+    assert milter.macros(b"M")["{auth_authen}"] == "user@example.test"
+    assert milter.macros(b"M")["{auth_type}"] == "PLAIN"
+
+
+def test_rset_aborts_the_message_and_the_milter_sees_the_next_one(milter_factory):
+    milter = milter_factory()
+    lines = ["EHLO client.test", "MAIL FROM:<a@example.com>", "RCPT TO:<x@example.test>", "RSET",
+             "MAIL FROM:<b@example.com>", "RCPT TO:<x@example.test>", "DATA", *MESSAGE, ".", "QUIT"]
+    result = run_session(lines, config={"plugins": [f"milter test {milter.address}", "rcpt_ok"],
+                                        "rcpthosts": ["example.test"]}, capture_queue=True)
+    assert result.codes() == [220, 250, 250, 250, 250, 250, 250, 354, 250, 221]
+    assert milter.steps()[2:6] == ["mail", "rcpt", "abort", "mail"]
+    assert milter.connections == 1
+
+
+def test_plugin_time_limit_in_the_middle_of_a_conversation(milter_factory):
+    milter = milter_factory(script={"eom": ("sleep", 1.0, ACCEPT)})
+    lines = ["EHLO client.test", "MAIL FROM:<a@example.com>", "RCPT TO:<x@example.test>", "DATA", *MESSAGE, ".",
+             "MAIL FROM:<b@example.com>", "QUIT"]
+    result = run_session(lines, config={"plugins": [f"milter test {milter.address} eom_timeout 5", "rcpt_ok"],
+                                        "rcpthosts": ["example.test"], "plugin_timeout": ["0.3"]},
+                         capture_queue=True)
+    codes = result.codes()
+    assert codes[5] == 451 and not result.queued
+    assert codes[6] == 250  # the next MAIL: a new connection to the milter, nothing out of step
+    assert milter.connections == 2
 
 
 # --------------------------------------------------------------------------
@@ -476,8 +517,13 @@ def test_clamav_milter_rejects_eicar_with_its_reply():
         code, lines = result.replies()[-2]
         assert code == 550 and re.search(r"Rejecting harmful e-mail: Test\.EICAR-NDB\S* found\.", lines[0])
         assert not result.queued
-        clean = session([f"milter clamav {milter.address}"])
-        assert "X-Virus-Status: Clean" in queued_text(clean)
+        lines = ["EHLO client.test", "MAIL FROM:<a@example.com>", "RCPT TO:<x@example.test>", "DATA",
+                 "Subject: virus", "", EICAR, ".", "MAIL FROM:<a@example.com>", "RCPT TO:<x@example.test>", "DATA",
+                 *MESSAGE, ".", "QUIT"]
+        both = run_session(lines, config={"plugins": [f"milter clamav {milter.address}", "rcpt_ok"],
+                                          "rcpthosts": ["example.test"]}, capture_queue=True)
+        assert both.codes() == [220, 250, 250, 250, 354, 550, 250, 250, 354, 250, 221]
+        assert "X-Virus-Status: Clean" in queued_text(both)
 
 
 @pytest.fixture(scope="module")

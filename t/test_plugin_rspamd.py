@@ -252,13 +252,13 @@ def fake():
 
 def test_request_carries_the_connection_facts_and_the_whole_message(fake):
     server = fake(http(REJECT_JSON, chunked=True))
-    result = session(f"rspamd port {server.port}")
+    result = session(f"rspamd port {server.port} settings_id inbound")
     assert result.replies()[-2] == (554, ["5.7.1 Go away"])
     head, _sep, body = server.request.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     assert lines[0] == "POST /checkv2 HTTP/1.1"
     for expected in ("IP: 192.0.2.1", "Helo: client.test", "From: a@example.com", "Rcpt: x@example.test",
-                     "Rcpt: y@example.test"):
+                     "Rcpt: y@example.test", "Settings-ID: inbound"):
         assert expected in lines
     assert any(line.startswith("Queue-Id: ") for line in lines)
     assert body.endswith(b"Subject: hi there\n\nhello\n") and body.startswith(b"Authentication-Results:")
