@@ -245,3 +245,19 @@ def test_spamd_killed_mid_scan():
     assert outcome.final == "451 Unable to scan for spam"
     assert outcome.queued == []
     assert outcome.seconds < 5
+
+
+@pytest.mark.parametrize("status, karma, verdict", [
+    ("Yes, score=20.0 required=5.0 tests=GTUBE autolearn=spam version=4.0.1", -2, "fail, tolerated, Spam, 20.0 < 50, learn=spam"),
+    ("No, score=-3.0 required=5.0 tests=ALL_TRUSTED autolearn=ham version=4.0.1", 1, "pass, Ham, -3.0 < 50, learn=ham"),
+    ("No, hits=1.5 required=5.0 tests=NONE autolearn=no", None, "pass, Ham, 1.5 < 50, learn=no"),
+])
+def test_karma_follows_spam_and_autolearn(status, karma, verdict):
+    """spamd's answer comes from a peer written here: the real spamd's autolearn needs a trained Bayes database."""
+    fields = f"X-Spam-Status: {status}\n\n".encode()
+    answer = b"SPAMD/1.1 0 EX_OK\r\nContent-length: %d\r\nSpam: x\r\n\r\n" % len(fields) + fields
+    with scripted_peer(answer) as address:
+        outcome = scan_session([f"spamassassin spamd_socket {address} reject 50"], message(HAM))
+    assert outcome.final.startswith("250 ")
+    assert outcome.notes["karma"] == karma
+    assert any(verdict in line for line in outcome.lines_of("spamassassin")), outcome.lines_of("spamassassin")
