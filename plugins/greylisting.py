@@ -137,6 +137,10 @@ class Greylisting(Plugin):
         if _true(self.settings.get("nfslock")):
             self.log(LOGWARN, "nfslock has no effect: keep the local store off NFS, or use redis")
         self._store: state.Store | None = None
+        problem = state.db_dir_problem(self.settings.get("db_dir"))
+        if problem:
+            self.log(LOGWARN, problem)
+            self.argument_warnings.append(problem)
         self.exclude_ips: set[str] = set()
         self.exclude_hosts: set[str] = set()
         self.exclude_patterns: list[Any] = []

@@ -85,7 +85,7 @@ from __future__ import annotations
 
 from qpsmtpd import state
 from qpsmtpd.args import Arguments, Option
-from qpsmtpd.constants import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO
+from qpsmtpd.constants import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd.plugin import Plugin
 
 TYPE_CHECKING = False
@@ -124,6 +124,10 @@ class Karma(Plugin):
 
     def register(self, qp: Any, *args: str) -> None:
         self._store: state.Store | None = None
+        problem = state.db_dir_problem(self.opts.get("db_dir"))
+        if problem:
+            self.log(LOGWARN, problem)
+            self.argument_warnings.append(problem)
         self._tlds: dict[str, int] | None = None
         self.register_hook("connect", "connect_handler")
         self.register_hook("mail", "from_handler")

@@ -140,6 +140,10 @@ class RateLimit(Plugin):
 
     def register(self, qp: Any, *args: str) -> None:
         self._store: state.Store | None = None
+        problem = state.db_dir_problem(self.opts.get("db_dir"))
+        if problem:
+            self.log(LOGWARN, problem)
+            self.argument_warnings.append(problem)
         self._slot: tuple[str, str] | None = None
         self.limits: dict[str, tuple[int, int]] = {}
         for name in WINDOW_LIMITS:

@@ -189,3 +189,22 @@ def test_redis_py_not_loaded_without_redis(tmp_path):
     imported = [line.split("|")[-1].strip() for line in run.stderr.decode().splitlines() if "|" in line]
     assert "_sqlite3" in imported
     assert not [name for name in imported if name.split(".")[0] in ("redis", "functools", "sqlite3")]
+
+
+def test_damaged_local_file_is_set_aside(tmp_path, clock):
+    """A file that is not a database (a power cut with synchronous=OFF): set aside, start empty."""
+    (tmp_path / "state.sqlite").write_bytes(b"this is not an SQLite database, just garbage" * 200)
+    store = state.LocalStore(str(tmp_path / "state.sqlite"), "greylist")
+    with pytest.raises(state.StateError, match="moved to .*state.sqlite.damaged-"):
+        store.incr("k", 1, 60)
+    assert store.incr("k", 1, 60) == 1
+    assert list(tmp_path.glob("state.sqlite.damaged-*"))
+
+
+def test_namespaces_share_one_file(tmp_path, clock):
+    grey = state.LocalStore(str(tmp_path / "state.sqlite"), "greylist")
+    karma = state.LocalStore(str(tmp_path / "state.sqlite"), "karma")
+    grey.set("192.0.2.1", "g", 60)
+    karma.set("192.0.2.1", "k", 60)
+    assert (grey.get("192.0.2.1"), karma.get("192.0.2.1")) == ("g", "k")
+    assert list(karma.items()) == [("192.0.2.1", "k")]

@@ -206,8 +206,10 @@ class LocalStore(Store):
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # never world-readable
             db = sqlite.connect(self.path, timeout=self.timeout, isolation_level=None, cached_statements=0)
             db.execute("PRAGMA synchronous=OFF")
-        except (sqlite.Error, OSError) as error:
+        except OSError as error:
             raise self._error(error) from None
+        except sqlite.Error as error:
+            raise self._failure(error) from None
         _open_dbs[self.path] = db
         return db
 
@@ -229,19 +231,26 @@ class LocalStore(Store):
                 if "no such table" in str(error) and attempt == 1:
                     self._create_schema(db)
                     continue
-                failure = self._error(error)
-                if "locked by another process" in str(failure):
-                    _down[self.path] = f"locked by another process for more than {self.timeout:g}s"
-                raise failure from None
-            except sqlite.DatabaseError as error:
-                if "malformed" in str(error) or "not a database" in str(error):
-                    raise self._set_aside(error) from None
-                raise self._error(error) from None
+                raise self._failure(error) from None
+            except sqlite.Error as error:
+                raise self._failure(error) from None
         raise StateError(f"{self.describe()}: cannot create the tables")
+
+    def _failure(self, error: BaseException) -> StateError:
+        """The StateError for an SQLite error: a damaged file is set aside, a lock remembered."""
+        text = str(error)
+        if "malformed" in text or "not a database" in text:
+            return self._set_aside(error)
+        failure = self._error(error)
+        if "locked by another process" in str(failure):
+            _down[self.path] = f"locked by another process for more than {self.timeout:g}s"
+        return failure
 
     def _set_aside(self, error: BaseException) -> StateError:
         """A damaged file (a power cut before the OS wrote it out): move it aside, start afresh."""
-        self.close()
+        db = _open_dbs.pop(self.path, None)
+        if db is not None:
+            db.close()
         aside = f"{self.path}.damaged-{int(time.time())}"
         try:
             os.rename(self.path, aside)
@@ -520,6 +529,13 @@ def candidate_dirs(qp: Any, own_dir: str) -> list[str]:
     """Where a local store goes when the plugin has no `db_dir` (the Perl plugins' order)."""
     install = getattr(qp, "install_dir", "") or "."
     return [own_dir, os.path.join(install, "var", "db"), os.path.join(install, "config")]
+
+
+def db_dir_problem(db_dir: str | None) -> str | None:
+    """What is wrong with a configured `db_dir` (for the plugins' load-time warning), or None."""
+    if db_dir and not (os.path.isdir(db_dir) and os.access(db_dir, os.W_OK | os.X_OK)):
+        return f"db_dir {db_dir} is not a writable directory (the plugin will fall back at every use)"
+    return None
 
 
 def choose_dir(db_dir: str | None, candidates: list[str]) -> str:
