@@ -37,8 +37,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "t"), os.path.join(os.path.dirname(HERE), "lib")]
 
-import harness  # noqa: E402
-from components_filters import opendkim, rspamd  # noqa: E402
+import harness
+from components_filters import opendkim, rspamd
 
 OK_CODES = [220, 250, 250, 250, 354, 250, 221]
 

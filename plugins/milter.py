@@ -91,14 +91,24 @@ import os
 from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import DECLINED, DONE, LOGERROR, LOGINFO, LOGWARN
 from qpsmtpd.header import HeaderField
-from qpsmtpd.milter import (HDR_LEADSPC, BODY_CHUNK, CONTINUE, MilterClient, MilterError, Modification,
-                            Timeouts, Verdict, parse_address)
+from qpsmtpd.milter import (
+    BODY_CHUNK,
+    CONTINUE,
+    HDR_LEADSPC,
+    MilterClient,
+    MilterError,
+    Modification,
+    Timeouts,
+    Verdict,
+    parse_address,
+)
 from qpsmtpd.plugin import Plugin, PluginError
 from qpsmtpd.replies import Reply, valid_esc
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any
+
     from qpsmtpd.transaction import Transaction
 
 READ_BLOCK = BODY_CHUNK // 2  # LF -> CRLF at most doubles a block
@@ -282,7 +292,7 @@ class Milter(Plugin):
         leading_space = bool(client.protocol & HDR_LEADSPC)
         if transaction.header is not None and client.wants("header"):
             for field in transaction.header.fields:
-                value = field.raw[:-1] if field.raw.endswith("\n") else field.raw
+                value = field.raw.removesuffix("\n")
                 if not leading_space:
                     value = value.lstrip(" \t")
                 verdict = client.header(field.name, value)

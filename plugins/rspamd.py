@@ -78,6 +78,7 @@ from qpsmtpd.rspamd import RspamdClient, RspamdError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any
+
     from qpsmtpd.transaction import Transaction
 
 SCORE_HEADERS = ("X-Spam-Action", "X-Spam-Score", "X-Spam-Symbols")

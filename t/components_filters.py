@@ -27,8 +27,22 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from components import (LOCALHOST, _kill, processes, ComponentError, Daemon, _answers, _running, _spawn, _as_nobody, chown_nobody,
-                        find_binary, free_port, private_dir, tcp_exchange)
+from components import (
+    LOCALHOST,
+    ComponentError,
+    Daemon,
+    _answers,
+    _as_nobody,
+    _kill,
+    _running,
+    _spawn,
+    chown_nobody,
+    find_binary,
+    free_port,
+    private_dir,
+    processes,
+    tcp_exchange,
+)
 
 
 def port_open(port: int, host: str = LOCALHOST) -> bool:
@@ -249,5 +263,13 @@ lua = "{base}/rules.lua";
         yield daemon
 
 
-__all__ = ["ComponentError", "OpenDkim", "ClamavMilter", "Rspamd", "opendkim", "clamav_milter", "rspamd",
-           "RSPAMD_RULES"]
+__all__ = [
+    "RSPAMD_RULES",
+    "ClamavMilter",
+    "ComponentError",
+    "OpenDkim",
+    "Rspamd",
+    "clamav_milter",
+    "opendkim",
+    "rspamd",
+]

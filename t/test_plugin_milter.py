@@ -24,7 +24,6 @@ import threading
 import time
 
 import pytest
-
 from qpsmtpd.milter import ALL_ACTIONS, HDR_LEADSPC, NOHELO, NR_RCPT, SKIP, MilterClient, parse_replycode
 from qpsmtpd.testing import run_session
 

@@ -20,7 +20,6 @@ import threading
 import time
 
 import pytest
-
 from qpsmtpd.testing import REPO_DIR, run_session
 
 TEST_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins_for_tests")
@@ -170,7 +169,7 @@ def test_size_limit_skips_big_messages_without_asking(rspamd_daemon):
 
 @pytest.mark.components
 def test_big_message_is_streamed_and_scanned(rspamd_daemon):
-    body = ["line %06d of a long message with some words in it" % n for n in range(60_000)]  # ~3 MB
+    body = [f"line {n:06d} of a long message with some words in it" for n in range(60_000)]  # ~3 MB
     result = session(f"rspamd port {rspamd_daemon.port}", message=["Subject: big", "", *body])
     assert "X-Spam-Action: no action" in header_of(result)
 

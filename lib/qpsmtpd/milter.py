@@ -24,7 +24,7 @@ import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Callable, Iterable
+    from collections.abc import Callable, Iterable
 
 VERSION = 6
 MAX_PACKET = 1 << 20          # nothing a milter sends is bigger (body replacement comes in chunks)
@@ -80,7 +80,7 @@ class MilterError(Exception):
 class Timeouts:
     """Seconds allowed for connecting, for each envelope/header step, for each body chunk and for end of message."""
 
-    __slots__ = ("connect", "command", "body", "eom")
+    __slots__ = ("body", "command", "connect", "eom")
 
     def __init__(self, connect: float = 5.0, command: float = 10.0, body: float = 20.0, eom: float = 20.0) -> None:
         self.connect = connect
@@ -123,7 +123,7 @@ class Modification:
     body sink, and `EndOfMessage.body_replaced` says so.
     """
 
-    __slots__ = ("kind", "name", "value", "index", "address", "args", "reason")
+    __slots__ = ("address", "args", "index", "kind", "name", "reason", "value")
 
     def __init__(self, kind: str, *, name: str = "", value: str = "", index: int = 0, address: str = "",
                  args: list[str] | None = None, reason: str = "") -> None:
@@ -143,7 +143,7 @@ class Modification:
 class EndOfMessage:
     """What the milter said at end of message: its verdict and the changes it asked for."""
 
-    __slots__ = ("verdict", "modifications", "body_replaced", "refused")
+    __slots__ = ("body_replaced", "modifications", "refused", "verdict")
 
     def __init__(self) -> None:
         self.verdict = CONTINUE

@@ -21,7 +21,8 @@ import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 MAX_REPLY = 4 << 20  # a /checkv2 answer is a few KB; more is garbage
 
@@ -55,7 +56,7 @@ class RspamdClient:
                 sent += len(block)
             if sent != size:
                 raise RspamdError(f"message size changed while sending ({sent} of {size} bytes)")
-            status, reply_headers, body = self._read_reply(sock, deadline)
+            status, _reply_headers, body = self._read_reply(sock, deadline)
         finally:
             sock.close()
         if status != 200:

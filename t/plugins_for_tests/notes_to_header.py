@@ -4,6 +4,8 @@
 """
 import json
 
+from qpsmtpd.constants import DECLINED
+
 
 def hook_data_post(self, transaction):
     wanted = {name: transaction.notes.get(name) for name in self.args}
