@@ -39,13 +39,15 @@ CIDR form, one per line) that do not count as an address.
 from qpsmtpd import dns, dsn
 from qpsmtpd.constants import (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT, DECLINED,
                                LOGWARN, LOGINFO, LOGDEBUG)
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
+
+arguments = Arguments(
+    reject_option(default=1), reject_type_option(default="soft"),
+    Option("timeout", kind="float", minimum=0, help="seconds for all lookups of one MAIL"),
+)
 
 SUCCESS = ("mx", "a", "ip", "null", "whitelist", "naughty")
-
-
-def register(self, qp, *args):
-    self.opts.setdefault("reject", "1")
-    self.opts.setdefault("reject_type", "soft")
 
 
 def hook_mail(self, transaction, sender, params=None):
@@ -60,7 +62,7 @@ def hook_mail(self, transaction, sender, params=None):
     if result in SUCCESS:
         return DECLINED
     if result == "temp":
-        if self.opts.get("reject") in ("0", ""):
+        if self.opts["reject"] == 0:
             self.log(LOGINFO, "fail, tolerated, DNS failure")
             return DECLINED
         self.log(LOGINFO, "fail, DNS failure")

@@ -33,13 +33,14 @@ are logged and the mail is let through.
 
 from qpsmtpd import dns
 from qpsmtpd.constants import DECLINED, LOGCRIT, LOGINFO
+from qpsmtpd.args import Arguments, Option
+from qpsmtpd.policy_args import reject_option, reject_type_option
 
-
-def register(self, qp, *args):
-    if len(args) == 1:
-        self.opts = {"reject_type": "disconnect" if args[0].lower() == "disconnect" else "perm"}
-    self.opts.setdefault("reject", "1")
-    self.opts.setdefault("reject_type", "perm")
+arguments = Arguments(
+    reject_option(default=1), reject_type_option(default="perm"),
+    Option("timeout", kind="float", minimum=0, help="seconds for all lookups of one MAIL"),
+    positional=(reject_type_option(default="perm"),),  # `rhsbl disconnect`: the older form
+)
 
 
 def hook_mail(self, transaction, sender, params=None):

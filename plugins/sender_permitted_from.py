@@ -47,18 +47,27 @@ Transaction notes: `spfquery` (a dict: `code`, `why`, `header`),
 
 from qpsmtpd import dns
 from qpsmtpd.constants import DENY, DENYSOFT, DECLINED, LOGERROR, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("reject", kind="int", minimum=0, maximum=6, help="0-6: what to refuse (default config/spfbehavior, else 0)"),
+    Option("spf_deny", kind="int", minimum=0, maximum=2, help="older names: 1 is reject 3, 2 is reject 4"),
+    Option("no_dmarc_policy", kind="int", default=0, minimum=0, maximum=4,
+           help="without a DMARC policy, reject at the end of DATA"),
+    Option("timeout", kind="float", minimum=0, help="seconds for all SPF lookups of one message"),
+)
 
 _spf = None
 
 
 def register(self, qp, *args):
     opts = self.opts
-    if opts.get("spf_deny") in ("1", "2"):
-        opts["reject"] = "3" if opts["spf_deny"] == "1" else "4"
-    if not opts.get("reject"):
-        opts["reject"] = qp.config_value("spfbehavior", "0")
-    self.level = _int(opts.get("reject"), 0)
-    self.no_dmarc_level = _int(opts.get("no_dmarc_policy"), 0)
+    if opts["spf_deny"] in (1, 2):
+        opts["reject"] = 3 if opts["spf_deny"] == 1 else 4
+    if opts["reject"] is None:
+        opts["reject"] = _int(qp.config_value("spfbehavior", "0"), 0)
+    self.level = opts["reject"]
+    self.no_dmarc_level = opts["no_dmarc_policy"]
     self.register_hook("mail", "evaluate_spf")
     self.register_hook("data_post_headers", "add_spf_header")
     if self.no_dmarc_level > 0:

@@ -55,10 +55,18 @@ before the greeting.  A failed handshake ends the connection.
 
 import os
 from qpsmtpd.constants import DENY_DISCONNECT, DECLINED, DONE, LOGERROR, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("cert", help="certificate (default config/tls/qpsmtpd-server.crt)"),
+                Option("key", help="private key (default config/tls/qpsmtpd-server.key)"),
+                Option("ca", help="CA certificates (default config/tls/qpsmtpd-ca.crt)"),
+                Option("dhparam", help="DH parameters (default config/tls/qpsmtpd-dhparam.pem)")),
+)
 
 
 def register(self, qp, *args):
-    paths = list(args[:4]) + [None] * (4 - len(args[:4]))
+    paths = [self.opts[name] for name in ("cert", "key", "ca", "dhparam")]
     names = ("qpsmtpd-server.crt", "qpsmtpd-server.key", "qpsmtpd-ca.crt", "qpsmtpd-dhparam.pem")
     self.tls_cert, self.tls_key, self.tls_ca, self.tls_dhparam = (
         path or self.default_path(name) for path, name in zip(paths, names))

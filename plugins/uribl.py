@@ -48,18 +48,22 @@ ANDed with the answer's address (`127.0.0.2` → 2).  Actions: `add-header`
 
 from qpsmtpd import dns
 from qpsmtpd.constants import DENY, DENYSOFT, DECLINED, LOGERROR, LOGWARN, LOGINFO, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("action", default="add-header", choices=("add-header", "deny", "denysoft", "log"),
+           help="the action of zones that name none"),
+    Option("checkip", kind="bool", default=True, help="look up addresses found in URIs"),
+    Option("check-headers", kind="bool", default=False, aliases=("scan-headers",), help="scan the header too"),
+    Option("timeout", kind="float", minimum=0, help="seconds for all lookups of one message"),
+    Option("max_names", kind="int", default=50, minimum=1, help="names looked up per message"),
+    Option("mask", help="accepted for compatibility; masks are set per zone in uribl_zones"),
+)
 
 ACTIONS = ("add-header", "deny", "denysoft", "log")
 DEFAULT_MASK = 0x00FFFFFF
 FALLBACK_TLDS = frozenset("com net org info biz edu gov mil int name pro aero coop museum mobi asia tel travel jobs cat "
                           "xxx arpa".split())
-
-
-def register(self, qp, *args):
-    if self.opts.get("scan-headers") and not self.opts.get("check-headers"):
-        self.opts["check-headers"] = self.opts["scan-headers"]
-    self.opts.setdefault("action", "add-header")
-    self.opts.setdefault("checkip", "yes")
 
 
 def hook_data_post(self, transaction):
@@ -96,7 +100,7 @@ def get_zones(self):
             continue
         zone = words[0].strip(".").lower()
         mask = parse_mask(words[1]) if len(words) > 1 else DEFAULT_MASK
-        action = words[2].lower() if len(words) > 2 else self.opts["action"].lower()
+        action = words[2].lower() if len(words) > 2 else self.opts["action"]
         if mask is None:
             self.log(LOGERROR, f"Malformed mask {words[1]} for {zone}")
         elif action not in ACTIONS:
@@ -123,8 +127,8 @@ def find_names(self, transaction):
     """The names to look up (reversed addresses and host names), in the order found."""
     from qpsmtpd import publicsuffix
     scanner = Scanner(publicsuffix.for_session(self.qp), self.qp.config("uribl_whitelist_domains"),
-                      self.opts.get("checkip", "yes").lower() in ("yes", "1"), _int(self.opts.get("max_names"), 50))
-    if _true(self.opts.get("check-headers")):
+                      self.opts["checkip"], self.opts["max_names"])
+    if self.opts["check-headers"]:
         for line in transaction.header.as_string().split("\n"):
             scanner.feed(line)
     transaction.body_resetpos()
@@ -261,15 +265,3 @@ def evaluate(self, mask, answers):
             if value & mask:
                 return True
     return False
-
-
-def _true(text):
-    return str(text or "").strip().lower() not in ("", "0", "no", "false")
-
-
-def _int(text, default):
-    try:
-        return int(str(text).strip())
-    except (TypeError, ValueError):
-        return default
-

@@ -20,12 +20,17 @@ user part of the address, `%h` by the domain and `%a` by the whole address
 
 import re
 from qpsmtpd.constants import OK, DECLINED, LOGNOTICE, LOGDEBUG
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("pattern", default="/home/%u/.qpsmtpd", help="the directory of a user (%u, %h, %a)"),),
+)
 
 UNSAFE_PART = re.compile(r"/|^\.|[\x00-\x1f\x7f]")
 
 
 def init(self, qp, *args):
-    self.pattern = args[0] if args else "/home/%u/.qpsmtpd"
+    self.pattern = self.opts["pattern"]
 
 
 def hook_user_config(self, transaction, address, name):

@@ -46,11 +46,17 @@ not with `per_recipient`).
 """
 
 from qpsmtpd.constants import OK, DECLINED, LOGCRIT, LOGDEBUG, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    Option("per_recipient", kind="bool", default=False, help="do every check at RCPT, per recipient"),
+    Option("merge", kind="bool", default=True, help="with per_recipient: add the global lists"),
+)
 
 
 def register(self, qp, *args):
-    self.per_recipient = self.flag("per_recipient", False)
-    self.merge = self.flag("merge", True)
+    self.per_recipient = self.opts["per_recipient"]
+    self.merge = self.opts["merge"]
     self.helo_name = None
     if not self.per_recipient:
         self.register_hook("connect", "check_host")
@@ -65,13 +71,6 @@ def register(self, qp, *args):
     self.register_hook("rcpt", "check_helo")
     self.register_hook("rcpt", "check_sender")
     self.register_hook("rcpt", "check_rcpt")
-
-
-def flag(self, name, default):
-    value = self.opts.get(name)
-    if value is None:
-        return default
-    return value not in ("0", "")
 
 
 def lines(self, name, rcpt=None):

@@ -36,6 +36,13 @@ import os
 
 from qpsmtpd.logline import line_prefix, parse_level, write_stderr
 from qpsmtpd.constants import DECLINED, LOGERROR, LOGWARN, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(  # values are checked by the plugin: a bad one refuses loading
+    Option("accept", help="level of the summary lines of accepted transactions"),
+    Option("reject", help="level of the lines written at once"),
+    Option("prefix", help="marks the summary lines"),
+)
 
 
 def register(self, qp, *args):

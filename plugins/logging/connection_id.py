@@ -25,6 +25,12 @@ Writes nothing when stderr is the client's socket (xinetd without a
 redirection); see docs/logging.md.
 """
 
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("level", help="the highest level written: 0-7, LOGINFO or INFO (checked by the plugin)"),),
+)
+
 
 def init(self, qp, *args):
     self.isa_plugin("logging/warn")

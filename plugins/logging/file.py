@@ -56,11 +56,21 @@ import time
 
 from qpsmtpd.logline import line_prefix, parse_level
 from qpsmtpd.constants import DECLINED
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(  # register() reads the words itself: options, then the PATH or |COMMAND
+    Option("loglevel", help="the highest level written: 0-7, LOGINFO or INFO"),
+    Option("tsformat", help="strftime format of the time stamp"),
+    Option("reopen", kind="flag", help="open the file again in every connection"),
+    Option("nosplit", kind="flag", help="choose the file name once per connection"),
+    free=True,
+)
 
 _OPTIONS_WITH_VALUE = ("loglevel", "tsformat")
 
 
 def register(self, qp, *args):
+    self.opts["loglevel"] = None  # LEVEL here is what this plugin writes, not a shift of its own lines
     self.level = qp.trace_level()
     self.reopen = self.nosplit = False
     self.tsformat = "%a %b %d %T %Y"

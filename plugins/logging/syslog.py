@@ -45,6 +45,18 @@ import os
 from qpsmtpd.logline import line_prefix, parse_level
 import time
 from qpsmtpd.constants import DECLINED
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(  # values are checked by the plugin: a bad one refuses loading
+    Option("loglevel", help="the highest level sent"),
+    Option("priority", help="send every line with this priority"),
+    Option("ident", default="qpsmtpd", help="the tag"),
+    Option("facility", default="LOG_MAIL", help="LOG_MAIL, mail, daemon, local0-local7, ..."),
+    Option("logsock", default="unix", help="unix or udp, or a comma list tried in order"),
+    Option("socket", default="/dev/log", help="the unix datagram socket"),
+    Option("host", default="127.0.0.1", help="the syslog server for udp"),
+    Option("port", default="514", help="its port"),
+)
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,

@@ -35,6 +35,11 @@ import os
 
 from qpsmtpd.logline import line_prefix, parse_level, write_stderr
 from qpsmtpd.constants import DECLINED, LOGINFO
+from qpsmtpd.args import Arguments, Option
+
+arguments = Arguments(
+    positional=(Option("level", help="the highest level written: 0-7, LOGINFO or INFO (checked by the plugin)"),),
+)
 
 
 def register(self, qp, level=None):
