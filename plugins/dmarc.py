@@ -90,7 +90,7 @@ def check_dmarc(self, transaction):
     if self.is_relay_client():
         self.log(LOGINFO, "skip, relay client")
         return DECLINED
-    domain, problem = self.author_domain(transaction)
+    domain, problem = author_domain(transaction)
     if problem:
         self.log(LOGINFO, f"fail, {problem}")
         transaction.notes["reject_dmarc"] = problem
@@ -113,7 +113,7 @@ def reject_dmarc(self, transaction):
     return self.get_reject(reason, "DMARC")
 
 
-def author_domain(self, transaction):
+def author_domain(transaction):
     """(domain, None) or (None, why the message cannot be evaluated)."""
     from email.utils import getaddresses
     values = transaction.header.get_all("From")
@@ -150,8 +150,8 @@ def evaluate(self, transaction, domain):
     if policy not in POLICIES:
         policy = "none" if tags["p"] not in POLICIES else tags["p"]
     outcome["policy"] = policy
-    outcome["spf_aligned"] = self.spf_aligned(transaction, domain, tags["aspf"] == "s", suffixes)
-    outcome["dkim_aligned"] = self.dkim_aligned(transaction, domain, tags["adkim"] == "s", suffixes)
+    outcome["spf_aligned"] = spf_aligned(transaction, domain, tags["aspf"] == "s", suffixes)
+    outcome["dkim_aligned"] = dkim_aligned(transaction, domain, tags["adkim"] == "s", suffixes)
     if outcome["spf_aligned"] or outcome["dkim_aligned"]:
         outcome["result"] = "pass"
         return outcome
@@ -181,14 +181,14 @@ def discover_policy(self, domain, org_domain):
     return None, domain, None
 
 
-def spf_aligned(self, transaction, domain, strict, suffixes):
+def spf_aligned(transaction, domain, strict, suffixes):
     spf = transaction.notes.get("dmarc_spf")
     if not isinstance(spf, dict) or spf.get("result") != "pass" or spf.get("scope", "mfrom") != "mfrom":
         return False
     return aligned(str(spf.get("domain") or ""), domain, strict, suffixes)
 
 
-def dkim_aligned(self, transaction, domain, strict, suffixes):
+def dkim_aligned(transaction, domain, strict, suffixes):
     for signature in transaction.notes.get("dkim_signatures") or []:
         if signature.get("result") == "pass" and aligned(signature.get("domain", ""), domain, strict, suffixes):
             return True

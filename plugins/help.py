@@ -44,7 +44,7 @@ def register(self, qp, *args):
     self.help_config = {}
     if not args:
         self.help_config["help_dir"] = self.install_path("help")
-    for key, value in self.command_files(args):
+    for key, value in command_files(args):
         if not re.fullmatch(r"\w+", key):
             self.log(LOGWARN, f"Invalid argument for the 'help' plugin {key}")
             continue
@@ -65,7 +65,7 @@ def register(self, qp, *args):
             self.log(LOGERROR, "Invalid characters in filename for command help_dir")
 
 
-def command_files(self, args):
+def command_files(args):
     """The `COMMAND FILE` pairs of the plugin line (the other keys are in self.opts)."""
     if len(args) % 2:
         return []

@@ -55,7 +55,7 @@ def register(self, qp, *args):
         self.register_hook("rcpt", "relay_only")
 
 
-def _candidates(self, ip):
+def _candidates(ip):
     """The strings an IP may be listed as: itself and its dot/colon prefixes."""
     found = [ip]
     parsed = None
@@ -115,7 +115,7 @@ def _normalize(entry):
 def is_in_norelayclients(self):
     ip = self.connection.remote_ip
     listed = {_normalize(line.split()[0]) for line in self.qp.config("norelayclients") if line.split()}
-    for candidate in self._candidates(ip):
+    for candidate in _candidates(ip):
         if candidate.lower() in listed:
             self.log(LOGINFO, f"{candidate} in norelayclients")
             return True
@@ -155,7 +155,7 @@ def is_octet_match(self, octets):
         self.log(LOGINFO, f"pass, octet matched localhost ({ip})")
         return True
     more = self.qp.config("morerelayclients", "map")
-    for candidate in self._candidates(ip):
+    for candidate in _candidates(ip):
         if candidate.lower() in octets:
             self.log(LOGINFO, f"pass, octet match in relayclients ({candidate})")
             return True

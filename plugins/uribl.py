@@ -242,7 +242,7 @@ def lookup(self, names, zones):
     for (name, zone), result in zip(pairs, results):
         if result.temporary:
             failed += 1
-        elif result.found and self.evaluate(zones[zone][0], result.answers):
+        elif result.found and evaluate(zones[zone][0], result.answers):
             listed.append((name, zone, result.answers[0]))
     if failed:
         self.log(LOGERROR, f"{failed} of {len(pairs)} lookups failed: {results[0].error if results else ''}")
@@ -255,7 +255,7 @@ def lookup(self, names, zones):
     return matches
 
 
-def evaluate(self, mask, answers):
+def evaluate(mask, answers):
     for answer in answers:
         parts = answer.split(".")
         if len(parts) == 4 and all(part.isdigit() for part in parts):
