@@ -214,12 +214,15 @@ class LocalStore(Store):
         return db
 
     def _run(self, work: Callable[[Any], Any], write: bool) -> Any:
-        """Run `work(db)` in one transaction (IMMEDIATE when it writes); create the schema if missing."""
+        """Run `work(db)`: a write in one IMMEDIATE transaction, a read (one SELECT) as it is;
+        create the schema if it is missing."""
         db = self._connection()
         sqlite = _sqlite
         for attempt in (1, 2):
             try:
-                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                if not write:  # one SELECT: atomic on its own, and WAL readers never wait
+                    return work(db)
+                db.execute("BEGIN IMMEDIATE")
                 try:
                     result = work(db)
                 except BaseException:
