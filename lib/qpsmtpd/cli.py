@@ -1,4 +1,4 @@
-"""Command-line options of qpsmtpd.py (`--help`, `--version`, `--check-config`, `--compile`)."""
+"""Command-line options of qpsmtpd.py (`--help`, `--version`, `--check-config`, `--compile`, `--report`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from . import __version__
 
 USAGE = """usage: qpsmtpd.py [--help] [--version] [--check-config [DIR] [--user NAME]] [--compile [DIR]]
+                  [--report [--html FILE] [--top N] LOGFILE...]
 
 Without options, runs one SMTP session on stdin/stdout.  Start it from
 tcpserver, xinetd or a systemd socket with Accept=yes, naming the
@@ -26,6 +27,11 @@ interpreter by its absolute path:
   --compile [DIR]        write bytecode for lib/ and every plugin (run it
                          as the install's owner after installing or
                          upgrading, so sessions never compile)
+  --report [--html FILE] [--top N] LOGFILE...
+                         what the server did, from its logs: connections,
+                         accepted, refused and deferred per plugin and
+                         reason, top clients and senders, per hour; text,
+                         and with --html an HTML page with charts
 
 Environment: QPSMTPD_CONFIG (a config dir searched first), QMAIL (qmail
 home, default /var/qmail), and tcpserver's TCP* and RELAYCLIENT.
@@ -45,6 +51,9 @@ def run_cli(install_dir: str, argv: list[str]) -> int:
     if option == "--compile":
         from .compile import compile_all
         return compile_all(install_dir, argv[1:])
+    if option == "--report":
+        from .report import report_main
+        return report_main(argv[1:])
     if option == "--check-config":
         from .checkconfig import check_config, parse_arguments
         parsed = parse_arguments(argv[1:])
