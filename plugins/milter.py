@@ -162,6 +162,9 @@ class Milter(Plugin):
         except MilterError as error:
             self._log_failure("connect", error)
             return DECLINED  # retried at MAIL; the default action applies there
+        except BaseException:
+            self._drop()  # the plugin's time limit: start afresh at MAIL
+            raise
         return self._answer("connect", verdict)
 
     def hook_helo(self, transaction: Transaction, host: str, *args: Any) -> Any:
@@ -173,6 +176,9 @@ class Milter(Plugin):
             self._log_failure("helo", error)
             self._drop()
             return DECLINED
+        except BaseException:
+            self._drop()
+            raise
         return self._answer("helo", verdict)
 
     hook_ehlo = hook_helo
@@ -390,7 +396,7 @@ class Milter(Plugin):
         """Answer 250 and drop the message (the milter asked for it); nothing is queued."""
         self.log(LOGINFO, f"milter {self.milter_name}: message from {self.connection.remote_ip} discarded")
         transaction.notes["discarded"] = self.milter_name
-        self.qp.respond(250, "2.7.0 Ok, discarded")
+        self.qp.respond(250, "Ok, discarded", esc="2.7.0")
         return DONE
 
     def _note(self, step: str, verdict: Verdict, reply: str) -> None:

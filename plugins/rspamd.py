@@ -169,7 +169,7 @@ class Rspamd(Plugin):
         if action == "discard":
             self.log(LOGINFO, f"{summary}: discarded")
             transaction.notes["discarded"] = "rspamd"
-            self.qp.respond(250, "2.7.0 Ok, discarded")
+            self.qp.respond(250, "Ok, discarded", esc="2.7.0")
             return DONE
         self._rewrite(transaction, result, action, score, required, symbols)
         self.log(LOGINFO, summary)
