@@ -96,6 +96,10 @@ def connect(endpoint: str | tuple[str, int], deadline: Deadline, connect_timeout
 def _connected(family: int, address: str | tuple[str, int], timeout: float) -> _socket.socket:
     sock = _socket.socket(family, _socket.SOCK_STREAM)
     try:
+        if family != _socket.AF_UNIX:
+            # requests go out in several writes (protocol head, length prefixes, blocks):
+            # without this, Nagle could hold a small one back until the daemon's delayed ACK
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         sock.settimeout(timeout)
         sock.connect(address)
     except BaseException:
