@@ -192,7 +192,7 @@ def _nul(*texts: str) -> bytes:
 
 def parse_replycode(text: str) -> Verdict:
     """`550 5.7.1 Go away` or a multi-line `550-5.7.1 a\\r\\n550 5.7.1 b` as a replycode Verdict."""
-    lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
+    lines = [_printable(line) for line in text.replace("\r\n", "\n").split("\n") if line]
     if not lines or len(lines[0]) < 3 or not lines[0][:3].isdigit() or lines[0][0] not in "45":
         raise MilterError(f"bad reply code from milter: {text[:80]!r}")
     code = int(lines[0][:3])
@@ -479,6 +479,11 @@ def _modification(kind: str, command: bytes, data: bytes) -> Modification:
         raise MilterError(f"protocol garbage: {kind} without an address")
     args = strings[1].split() if len(strings) > 1 else []
     return Modification(kind, address=strings[0], args=args)
+
+
+def _printable(line: str) -> str:
+    """A reply line from the milter with control characters (a bare CR, NUL, ESC ...) made spaces."""
+    return line if line.isprintable() else "".join(char if char.isprintable() else " " for char in line)
 
 
 def _describe(error: OSError) -> str:
