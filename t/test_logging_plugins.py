@@ -110,7 +110,7 @@ def test_devnull_swallows_everything(session):
     assert with_devnull.codes()[-2:] == [250, 221]
 
 
-@pytest.mark.parametrize("line", ["logging/warn LOGBOGUS", "logging/connection_id 9",
+@pytest.mark.parametrize("line", ["logging/warn LOGBOGUS", "logging/connection_id -1",
                                   "logging/adaptive accept", "logging/transaction_id nope"])
 def test_bad_arguments_refuse_the_session(session, line):
     result = session([line], mail_session())
