@@ -33,8 +33,9 @@ message as the milters listed before it left it:
     rcpt_ok
 
 List the milters **before** `rcpt_ok` (or whatever accepts recipients): a
-plugin that accepts a recipient ends the RCPT step, so later plugins never see
-it.  A milter never accepts a recipient by itself (no open relay): its
+plugin that accepts a recipient ends the RCPT step, so a milter listed after
+it is shown that recipient only at DATA (it still sees MAIL, every recipient
+and DATA in order, but cannot refuse the one recipient at RCPT any more).  A milter never accepts a recipient by itself (no open relay): its
 "accept" means "no more filtering of this message".  The whole end-of-data
 conversation runs in one hook, under `config/plugin_timeout` (30 s by
 default): for big messages through slow milters raise it for this plugin
@@ -151,6 +152,8 @@ class Milter(Plugin):
 
     def _reset_message(self) -> None:
         self.in_message = False       # MAIL sent, message not ended (abort owed)
+        self.sent_rcpts: set[str] = set()  # recipients the milter was shown
+        self.data_sent = False
         self.message_done = False     # accepted or discarded: nothing more to send for this message
         self.discard = False
         self.failed: str | None = None  # the default action owed for the rest of this message
@@ -190,17 +193,13 @@ class Milter(Plugin):
         if self.session_done:
             return DECLINED
         self._message_count += 1
-        self.in_message = True
-        args = [key.upper() if value is None else f"{key.upper()}={value}" for key, value in (params or {}).items()]
-        return self._message_step("mail", lambda client: client.mail(sender.format(), args, self._mail_macros(sender)))
+        return self._message_step("mail", lambda client: self._send_mail(client, sender, _esmtp_args(params)))
 
     def hook_rcpt(self, transaction: Transaction, recipient: Any, params: dict[str, Any] | None = None) -> Any:
-        args = [key.upper() if value is None else f"{key.upper()}={value}" for key, value in (params or {}).items()]
-        macros = {"{rcpt_addr}": recipient.address, "{rcpt_host}": recipient.host, "{rcpt_mailer}": "smtp"}
-        return self._message_step("rcpt", lambda client: client.rcpt(recipient.format(), args, macros))
+        return self._message_step("rcpt", lambda client: self._send_rcpt(client, recipient, _esmtp_args(params)))
 
     def hook_data(self, transaction: Transaction) -> Any:
-        return self._message_step("data", lambda client: client.data({"i": self._queue_id()}))
+        return self._message_step("data", self._send_data)
 
     def hook_data_post(self, transaction: Transaction) -> Any:
         if self.discard_all or self.discard:
@@ -209,11 +208,13 @@ class Milter(Plugin):
             return DECLINED
         if self.failed:
             return self._default_reply("eom")
-        client = self.client
-        if client is None:
-            return DECLINED
         body_path: str | None = None
         try:
+            verdict = self._prepare("eom")
+            if verdict.action != "continue":
+                return self._answer("eom", verdict)
+            client = self.client
+            assert client is not None
             verdict = self._send_header(client, transaction)
             if verdict.action in ("continue", "skip"):
                 body_path = self.temp_file()
@@ -278,12 +279,10 @@ class Milter(Plugin):
         if self.failed:
             return self._default_reply(step)
         try:
-            if self.client is None:
-                verdict = self._open()
-                if verdict.action != "continue":
-                    return self._answer(step, verdict)
-            assert self.client is not None
-            verdict = send(self.client)
+            verdict = self._prepare(step)
+            if verdict.action == "continue":
+                assert self.client is not None
+                verdict = send(self.client)
         except MilterError as error:
             self._log_failure(step, error)
             self._drop()
@@ -292,6 +291,50 @@ class Milter(Plugin):
             self._drop()
             raise
         return self._answer(step, verdict)
+
+    def _prepare(self, step: str) -> Verdict:
+        """Connect if needed, then show the milter what it missed before `step`.
+
+        A plugin listed before this one may end a step (`rcpt_ok` returns OK
+        at RCPT, a whitelist at MAIL), and a reconnect starts from nothing:
+        the milter still gets MAIL, every recipient and DATA in order.
+        """
+        if self.client is None:
+            verdict = self._open()
+            if verdict.action != "continue":
+                return verdict
+        client = self.client
+        assert client is not None
+        transaction = self.transaction
+        if step == "mail" or transaction.sender is None:
+            return CONTINUE
+        if not self.in_message:
+            verdict = self._send_mail(client, transaction.sender, [])
+            if verdict.action != "continue":
+                return verdict
+        if step == "rcpt":
+            return CONTINUE
+        for recipient in list(transaction.recipients):
+            if recipient.address not in self.sent_rcpts:
+                verdict = self._send_rcpt(client, recipient, [])
+                if verdict.action != "continue":
+                    return verdict
+        if step == "eom" and not self.data_sent:
+            return self._send_data(client)
+        return CONTINUE
+
+    def _send_mail(self, client: MilterClient, sender: Any, args: list[str]) -> Verdict:
+        self.in_message = True
+        return client.mail(sender.format(), args, self._mail_macros(sender))
+
+    def _send_rcpt(self, client: MilterClient, recipient: Any, args: list[str]) -> Verdict:
+        self.sent_rcpts.add(recipient.address)
+        macros = {"{rcpt_addr}": recipient.address, "{rcpt_host}": recipient.host, "{rcpt_mailer}": "smtp"}
+        return client.rcpt(recipient.format(), args, macros)
+
+    def _send_data(self, client: MilterClient) -> Verdict:
+        self.data_sent = True
+        return client.data({"i": self._queue_id()})
 
     def _send_header(self, client: MilterClient, transaction: Transaction) -> Verdict:
         """Each header field, end of headers, then the body chunks; the first answer that is not continue."""
@@ -538,6 +581,11 @@ def _change_header(header: Any, change: Modification, field: HeaderField) -> Non
 
 def _is_field_name(name: str) -> bool:
     return bool(name) and all(33 <= ord(char) <= 126 and char != ":" for char in name)
+
+
+def _esmtp_args(params: dict[str, Any] | None) -> list[str]:
+    """MAIL/RCPT parameters as the milter gets them: `SIZE=100`, `SMTPUTF8`."""
+    return [key.upper() if value is None else f"{key.upper()}={value}" for key, value in (params or {}).items()]
 
 
 def _int(text: str) -> int:

@@ -213,6 +213,17 @@ def test_steps_left_out_and_unanswered_as_negotiated(milter_factory):
     assert "rcpt" in milter.steps()
 
 
+def test_a_milter_listed_after_rcpt_ok_still_gets_every_step_in_order(milter_factory):
+    milter = milter_factory()
+    lines = ["EHLO client.test", "MAIL FROM:<a@example.com>", "RCPT TO:<x@example.test>", "RCPT TO:<y@example.test>",
+             "DATA", *MESSAGE, ".", "QUIT"]
+    result = run_session(lines, config={"plugins": ["rcpt_ok", f"milter late {milter.address}"],
+                                        "rcpthosts": ["example.test"]}, capture_queue=True)
+    assert result.codes() == [220, 250, 250, 250, 250, 354, 250, 221]
+    assert milter.steps()[:6] == ["connect", "helo", "mail", "rcpt", "rcpt", "data"]
+    assert milter.data_of("rcpt") == [b"<x@example.test>\0", b"<y@example.test>\0"]
+
+
 def test_symlist_limits_the_macros_sent(milter_factory):
     symlist = struct.pack("!I", 2) + b"{mail_addr}\0"
     milter = milter_factory(symlist=symlist)
