@@ -98,6 +98,7 @@ def test_good_config_exits_0_and_names_every_directory(site):
     assert f"install config/  {site.install}/config (exists)" in out
     assert f"qmail control    {site.dir}/qmail/control (missing)".replace("qmail control   ", "$QMAIL/control  ") in out
     assert "$QPSMTPD_CONFIG" not in out
+    assert f"plugin dirs, in search order:\n  {site.dir}/own (exists)\n  {site.install}/plugins (exists)\n" in out
     assert out.rstrip().endswith("no problems")
 
 

@@ -83,7 +83,10 @@ class Checker:
         for label, directory in self.qp.conf.search_dirs():
             state = "exists" if os.path.isdir(directory) else "missing"
             self.out.write(f"  {label:<16} {directory} ({state})\n")
-        self.out.write(f"plugin dirs: {', '.join(self.qp.plugin_loader.plugin_dirs)}\n")
+        self.out.write("plugin dirs, in search order:\n")
+        for directory in self.qp.plugin_loader.plugin_dirs:
+            state = "exists" if os.path.isdir(directory) else "missing"
+            self.out.write(f"  {directory} ({state})\n")
 
     def searched_dirs(self) -> list[str]:
         """The config dirs whose every file is checked (qmail's control dir only for known files)."""
