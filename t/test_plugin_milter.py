@@ -423,6 +423,16 @@ def test_slow_step_times_out_with_the_default_action(milter_factory):
     assert any("timed out" in line for line in result.log)
 
 
+@pytest.mark.parametrize("step, option", [("body", "body_timeout"), ("eom", "eom_timeout"),
+                                          ("connect", "command_timeout")])
+def test_each_step_has_its_own_time_out(milter_factory, step, option):
+    milter = milter_factory(script={step: ("sleep", 1.5, ACCEPT if step == "eom" else CONTINUE)})
+    started = time.monotonic()
+    result = session([f"milter slow {milter.address} {option} 0.3 default_action reject"])
+    assert time.monotonic() - started < 1.4
+    assert 550 in result.codes() and not result.queued
+
+
 def test_protocol_garbage_is_a_failure(milter_factory):
     milter = milter_factory(script={"mail": b"HTTP/1.1 400 Bad Request\r\n\r\n"})
     result = session([f"milter junk {milter.address} default_action reject"])
