@@ -167,3 +167,31 @@ def test_bad_db_dir_lets_the_client_through(clock, tmp_path):
     result = session(MAIL_ONLY, [f"greylisting db_dir {tmp_path}/missing"])
     assert mail_reply(result)[0] == 250
     assert log_lines(result, "UNABLE TO OBTAIN GREYLIST RESULT: db_dir")
+
+
+def test_per_recipient_settings(backend, clock, tmp_path):
+    """per_recipient: denysoft_greylist is read per recipient (through user_config): one
+    recipient's list turns greylisting off for it (reject 0), the other keeps it."""
+    plugins_dir = tmp_path / "plugins"
+    plugins_dir.mkdir()
+    (plugins_dir / "prefs.py").write_text(
+        "def hook_user_config(self, transaction, address, name):\n"
+        "    if name == 'denysoft_greylist' and address.user == 'relaxed':\n"
+        "        return OK, 'reject 0'\n"
+        "    return DECLINED\n")
+    from qpsmtpd.testing import REPO_DIR, run_session
+    from state_support import base_config
+    lines = ["HELO c.test", "MAIL FROM:<a@sender.test>", "RCPT TO:<relaxed@example.test>",
+             "RCPT TO:<strict@example.test>", "QUIT"]
+    config = base_config(["prefs", f"greylisting {backend.args()} per_recipient 1 recipient 1", "rcpt_ok"])
+    result = run_session(lines, config=config, plugin_dirs=[str(plugins_dir), f"{REPO_DIR}/plugins"])
+    assert result.replies()[3][0] == 250
+    assert result.replies()[4] == DENIED
+
+
+def test_old_arguments(backend, clock):
+    """`mode testonly` is the old `reject 0`; `grey_timeout` is accepted and ignored."""
+    result = session(MAIL_ONLY, [f"greylisting {backend.args()} mode testonly grey_timeout 600"])
+    assert mail_reply(result)[0] == 250
+    assert log_lines(result, "fail: initial DENYSOFT, unknown")
+    assert not log_lines(result, "invalid parameter")

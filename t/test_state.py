@@ -208,3 +208,12 @@ def test_namespaces_share_one_file(tmp_path, clock):
     karma.set("192.0.2.1", "k", 60)
     assert (grey.get("192.0.2.1"), karma.get("192.0.2.1")) == ("g", "k")
     assert list(karma.items()) == [("192.0.2.1", "k")]
+
+
+def test_bench_state_runs(tmp_path):
+    """bench/state.py still works (one run, local store only)."""
+    from qpsmtpd.testing import REPO_DIR
+    run = subprocess.run([sys.executable, os.path.join(REPO_DIR, "bench", "state.py"), "--runs", "1", "--no-redis"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "+grey+karma local" in run.stdout and "above typical" in run.stdout
