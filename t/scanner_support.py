@@ -107,10 +107,11 @@ def silent_listener():
 
 
 @contextlib.contextmanager
-def scripted_peer(answer, until=None, unix_path: str | None = None):
+def scripted_peer(answer, until=None, unix_path: str | None = None, trickle: float = 0.0):
     """A one-answer server: per connection, read the request (up to the client's
     end of sending, or until `until` -- bytes, or a test of what was read --
     is found), send `answer` (bytes, or a function of the request), close.
+    With `trickle`, the answer goes out one byte every `trickle` seconds.
 
     Yields the address (`127.0.0.1:port`, or the unix socket path).
     """
@@ -140,7 +141,14 @@ def scripted_peer(answer, until=None, unix_path: str | None = None):
                         if not chunk:
                             break
                         received += chunk
-                    conn.sendall(respond(received))
+                    reply = respond(received)
+                    if not trickle:
+                        conn.sendall(reply)
+                    for index in range(len(reply) if trickle else 0):
+                        if stop.is_set():
+                            break
+                        conn.sendall(reply[index:index + 1])
+                        time.sleep(trickle)
                 except OSError:
                     pass
 

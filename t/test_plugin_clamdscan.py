@@ -208,3 +208,19 @@ def test_clamd_killed_mid_scan():
     assert outcome.final == "451 Unable to scan for viruses"
     assert outcome.queued == []
     assert outcome.seconds < 5
+
+
+def test_slow_clamd_is_given_up_at_the_timeout():
+    """A peer that answers one byte every 0.2 s (no real clamd can be made that slow)."""
+    def respond(request: bytes) -> bytes:
+        return b"ClamAV 1.4.6\0" if request.startswith(b"zVERSION") else b"stream: OK\0"
+
+    def complete(received: bytes) -> bool:
+        return received == b"zVERSION\0" or received.endswith(b"\0\0\0\0")
+
+    with scripted_peer(respond, until=complete, trickle=0.2) as address:
+        port = address.rsplit(":", 1)[1]
+        outcome = scan_session([f"virus/clamdscan clamd_host 127.0.0.1 clamd_port {port} timeout 2 defer_on_error yes"],
+                               message(HAM))
+    assert outcome.final == "451 Unable to scan for viruses"
+    assert outcome.seconds < 3.5

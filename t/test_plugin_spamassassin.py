@@ -261,3 +261,15 @@ def test_karma_follows_spam_and_autolearn(status, karma, verdict):
     assert outcome.final.startswith("250 ")
     assert outcome.notes["karma"] == karma
     assert any(verdict in line for line in outcome.lines_of("spamassassin")), outcome.lines_of("spamassassin")
+
+
+def test_slow_spamd_is_given_up_at_the_timeout():
+    """A peer that answers one byte every 0.2 s (no real spamd can be made that slow): the deadline
+    covers the whole exchange, so the trickle cannot stretch it."""
+    fields = b"X-Spam-Status: No, score=0.0 required=5.0 tests=NONE autolearn=no\n\n"
+    answer = b"SPAMD/1.1 0 EX_OK\r\nContent-length: %d\r\n\r\n" % len(fields) + fields
+    with scripted_peer(answer, trickle=0.2) as address:
+        outcome = scan_session([f"spamassassin spamd_socket {address} timeout 1"], message(HAM))
+    assert outcome.final.startswith("250 ") and "X-Spam-" not in outcome.header()
+    assert outcome.seconds < 2.5
+    assert any("no answer within 1s" in line for line in outcome.lines_of("spamassassin"))
