@@ -198,9 +198,12 @@ def test_tls_certificate_and_key(site, tmp_path):
 @pytest.mark.parametrize("name, bad, message, good", [
     ("dns_servers", ["127.0.0.1", "127.0.0.1:53x"], "not an address, address:port", ["127.0.0.1", "[::1]:5353"]),
     ("dnsbl_zones", ["zen.example.org 127.0.0.2"], "a space is not allowed", ["zen.example.org:Listed %IP%"]),
-    ("rhsbl_zones", ["bad..zone.example"], "not a DNS zone", ["rhs.example.org"]),
+    ("rhsbl_zones", ["bad..zone.example"], "not a DNS zone",
+     ["rhs.example.org", "dsn.example.org does not accept bounces. This violates RFC 821/2505/2821"]),
     ("uribl_zones", ["multi.example.org 2,x deny"], "neither a mask nor an action", ["multi.example.org 2,4 deny"]),
-    ("relayclients", ["192.168.1.300"], "not an IP address", ["192.168.", "10.0.0.0/8", "::1", "2001:db8:"]),
+    ("relayclients", ["192.168.1.300"], "not an IP address",  # the good ones: the Perl sample's forms
+     ["127.0.0.1", " 192.0. ", "192.168", "10.0.0.0/8", "::1", "2001:0DB8", "2001:DB8::1", "2001:DB8::1/32",
+      "2001:0DB8:0000:0000:0000:0000:0000:0001", "2001:db8:"]),
     ("rcpthosts", ["example..test"], "not a domain", ["example.test", ".example.test"]),
     ("badmailfrom", ["^(unclosed@"], "not a valid regular expression", ["^ok.*@example\\.test$", "@spam.example"]),
     ("badrcptto_patterns", ["[x  no"], "not a valid regular expression", ["!  no bang paths"]),

@@ -170,7 +170,7 @@ class Checker:
                 if not any(path.startswith(d + os.sep) for d in self.searched_dirs()):
                     self.problem(f"{path}: cannot read: Permission denied")
                 continue
-            validate = FORMATS.get(name) or (_check_zone_line if name != "uribl_zones" else _check_uribl_line)
+            validate = FORMATS.get(name) or _check_first_word_zone
             for number, line in _numbered_lines(path):
                 error = validate(line)
                 if error:
@@ -269,7 +269,13 @@ def _is_hostname(text: str) -> bool:
     return True
 
 
+def _check_first_word_zone(line: str) -> str | None:
+    """rhsbl_zones, whitelist_zones, ...: a zone, then optional words (the message)."""
+    return None if _is_hostname(line.split()[0]) else "not a DNS zone"
+
+
 def _check_zone_line(line: str) -> str | None:
+    """dnsbl_zones: `zone` or `zone:message` (the Perl dnsbl splits at the first colon)."""
     zone = line.partition(":")[0].strip()
     if " " in zone or "\t" in zone:
         return "a zone, or zone:message, expected (a space is not allowed before the ':')"
@@ -311,24 +317,40 @@ def _check_network(line: str) -> str | None:
 
 
 def _check_client(line: str) -> str | None:
-    """relayclients: an IP, a prefix ending in `.` or `:`, or a CIDR block."""
+    """relayclients: an IP, a prefix of one (`192.168.`, `192.0`, `2001:0DB8`), or a CIDR block."""
     import ipaddress
 
     text = line.split()[0]
     if "/" in text:
         return _check_network(text)
-    if text.endswith((".", ":")):
-        parts = text.rstrip(".").split(".") if "." in text else []
-        if parts and all(part.isdigit() and int(part) < 256 for part in parts) and len(parts) < 4:
-            return None
-        if ":" in text and all(all(c in "0123456789abcdefABCDEF" for c in part) for part in text.split(":")):
-            return None
-        return "not an IP prefix (like 192.168. or 2001:db8:)"
     try:
         ipaddress.ip_address(text)
+        return None
     except ValueError:
-        return "not an IP address, prefix or CIDR block"
-    return None
+        pass
+    if _is_ipv4_prefix(text) or _is_ipv6_prefix(text):
+        return None
+    return "not an IP address, prefix or CIDR block"
+
+
+def _is_ipv4_prefix(text: str) -> bool:
+    groups = text.split(".")
+    if not 1 <= len(groups) <= 4 or (len(groups) == 4 and groups[-1]):
+        return False
+    if groups[-1] == "":
+        groups = groups[:-1]
+    return bool(groups) and all(g.isdigit() and len(g) <= 3 and int(g) < 256 for g in groups)
+
+
+def _is_ipv6_prefix(text: str) -> bool:
+    """Expanded IPv6 up to any nibble (`2001:0DB8`, `2001:db8:`), as the relay plugin matches them."""
+    if ":" not in text:
+        return False
+    groups = text.split(":")
+    if groups[-1] == "":
+        groups = groups[:-1]
+    hex_digits = "0123456789abcdefABCDEF"
+    return 1 <= len(groups) <= 8 and all(0 < len(g) <= 4 and all(c in hex_digits for c in g) for g in groups)
 
 
 def _check_rcpthost(line: str) -> str | None:
@@ -403,8 +425,8 @@ FORMATS: dict[str, Callable[[str], str | None]] = {
     "dns_timeout": _check_seconds,
     "plugin_timeout": _check_seconds,
     "dnsbl_zones": _check_zone_line,
-    "rhsbl_zones": _check_zone_line,
-    "whitelist_zones": _check_zone_line,
+    "rhsbl_zones": _check_first_word_zone,
+    "whitelist_zones": _check_first_word_zone,
     "uribl_zones": _check_uribl_line,
 }
 
