@@ -66,3 +66,30 @@ def test_lookup_order_and_the_sample_is_not_read(tmp_path, monkeypatch):
     assert [label for label, _dir in config.search_dirs()] == ["$QPSMTPD_CONFIG", "install config/", "$QMAIL/control"]
     monkeypatch.delenv("QPSMTPD_CONFIG")
     assert Config(str(install)).get("me") == ["install"]
+
+
+def test_readme_demo_command_on_a_copy_of_the_install(tmp_path):
+    """README's command: QPSMTPD_CONFIG=config.sample qpsmtpd.py, in a copy of the install."""
+    import shutil
+
+    install = tmp_path / "install"
+    install.mkdir()
+    shutil.copy(QPSMTPD, install / "qpsmtpd.py")
+    for name in ("lib", "plugins"):
+        os.symlink(os.path.join(REPO_DIR, name), install / name)
+    shutil.copytree(os.path.join(REPO_DIR, "config.sample"), install / "config.sample")
+    with open(os.path.join(REPO_DIR, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    assert "| QPSMTPD_CONFIG=config.sample /usr/bin/python3 qpsmtpd.py && ls Maildir/new/" in readme
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "RELAYCLIENT"))}
+    env.update(QPSMTPD_CONFIG="config.sample", QMAIL=str(tmp_path / "no-qmail"), HOME=str(tmp_path))
+    dialogue = (b"HELO me.example\r\nMAIL FROM:<you@example.org>\r\nRCPT TO:<postmaster@localhost>\r\nDATA\r\n"
+                b"Subject: hello\r\n\r\nHello, qpsmtpd!\r\n.\r\nQUIT\r\n")
+    result = subprocess.run([sys.executable, "qpsmtpd.py"], input=dialogue, capture_output=True, env=env,
+                            cwd=str(install), timeout=20)
+    assert b"250 Queued" in result.stdout, result.stdout + result.stderr
+    assert len(os.listdir(install / "Maildir" / "new")) == 1
+    check = subprocess.run([sys.executable, "qpsmtpd.py", "--check-config"], capture_output=True, env=env,
+                           cwd=str(install), timeout=20, text=True)
+    assert check.returncode == 0, check.stdout
+    assert "$QPSMTPD_CONFIG  config.sample (exists)" in check.stdout
