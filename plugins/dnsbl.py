@@ -93,7 +93,7 @@ def hook_rcpt(self, transaction, recipient, params=None):
     user = (recipient.user or "").lower() if recipient else ""
     if user in SPECIAL_USERS and self.connection.notes.get("naughty"):
         self.log(LOGWARN, f"skip, don't blacklist special account: {user}")
-        self.is_naughty(0)
+        self.clear_naughty()
     return DECLINED
 
 

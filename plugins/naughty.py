@@ -5,7 +5,7 @@ rejection (see `store_deferred_reject`), and this plugin refuses at the
 stage chosen here.  That lets a client authenticate first (a successful
 AUTH clears the connection's naughty mark), gives one place to choose when
 rejections happen, and lets later plugins skip work for clients already
-known to be bad (`is_naughty()`).
+known to be bad (`self.naughty`).
 
 A rejection found while the client connects or greets (dnsbl, helo, karma
 ...) holds for the whole connection; one found from MAIL on (badmailfrom,

@@ -16,8 +16,8 @@ already in the file's namespace.  `init(self, qp, *args)` runs first, then every
 `hook_<name>` method is registered (hook names translated with `s/\\W/_/g`,
 so `auth-cram-md5` is `hook_auth_cram_md5`), then `register(self, qp,
 *args)`.  `isa_plugin("rcpt_ok")` in `init` makes the plugin inherit from
-another plugin; its hooks are then reachable as `self.SUPER.hook_rcpt(...)`
-(or `super()` in a class).
+another plugin; its hooks are then reachable as `super().hook_rcpt(...)` in a
+class (`self.SUPER.hook_rcpt(...)`, the Perl spelling, is in `qpsmtpd.compat`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import types
 
 from . import constants
 from .args import Arguments
+from .compat import PerlPluginNames
 from .constants import DECLINED, LOGCRIT, LOGDEBUG, LOGERROR, LOGNOTICE, LOGWARN
 from .policy import PolicyMixin
 
@@ -119,7 +120,7 @@ def parse_args(args: list[str] | tuple[str, ...]) -> dict[str, str]:
     return {args[i]: args[i + 1] for i in range(0, len(args), 2)}
 
 
-class Plugin(PolicyMixin):
+class Plugin(PolicyMixin, PerlPluginNames):
     """Base class of every plugin: context accessors, logging, temp files, hooks."""
 
     def __init__(self) -> None:
@@ -223,13 +224,6 @@ class Plugin(PolicyMixin):
         self._isa_child = child_class
         self.__class__ = type(child_class.__name__, (child_class, parent_class), {})
 
-    @property
-    def SUPER(self) -> Any:  # noqa: N802 - the name Perl plugin writers know
-        """The parent plugin's methods, bound to this plugin (after `isa_plugin`)."""
-        if self._isa_child is None:
-            raise PluginError(f"{self.plugin_name}: SUPER used without isa_plugin()")
-        return super(self._isa_child, self)
-
     # -- registration ---------------------------------------------------------
     def _register(self, qp: Qpsmtpd, args: list[str]) -> None:
         self._qp = qp
@@ -295,7 +289,7 @@ def normalize_result(result: Any, hook: str, split_lines: bool = True) -> tuple[
 
 
 def split_result(result: Any) -> tuple[int, list[Any]]:
-    """(code, messages) of any hook result: lets a child plugin inspect `self.SUPER.hook_x(...)`."""
+    """(code, messages) of any hook result: lets a child plugin inspect `super().hook_x(...)`."""
     return normalize_result(result, "")
 
 

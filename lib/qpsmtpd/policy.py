@@ -21,7 +21,7 @@ Notes other plugins read:
 | connection | `whitelisthost`, `whitelistclient`, `whitelisthelo` | set by `whitelist` |
 | transaction | `whitelistsender`, `whitelistrcpt` | set by `whitelist` |
 | connection / transaction | `naughty`, `naughty_reject_type` | deferred rejection (see below) |
-| connection | `rejected` | set by `is_naughty(value)` |
+| connection | `rejected` | set by `mark_naughty(reason)` / `clear_naughty()` |
 | connection | `karma` | running total of `adjust_karma` |
 | connection / transaction | `authentication_results` | `store_auth_results`; the engine joins both into the Authentication-Results header |
 
@@ -213,22 +213,27 @@ class PolicyMixin:
             return True
         return False
 
-    def is_naughty(self: Any, setit: Any = None) -> Any:
-        """Without an argument: the pending naughty message (falsy when none).
+    @property
+    def naughty(self: Any) -> Any:
+        """The pending deferred rejection (connection's, else message's); falsy when none."""
+        return self.connection.notes.get("naughty") or self.transaction.notes.get("naughty")
 
-        With a value: mark the connection naughty and rejected (an existing
-        naughty message is kept) and return True.
-        """
+    def mark_naughty(self: Any, reason: Any = True) -> bool:
+        """Mark the connection naughty and rejected (a pending naughty message is
+        kept, else `reason` becomes it); True when the connection is now naughty."""
         notes = self.connection.notes
-        if setit is None:
-            return notes.get("naughty") or self.transaction.notes.get("naughty")
-        if not (setit and notes.get("naughty")):
-            notes["naughty"] = setit
-        notes["rejected"] = setit
+        if not (reason and notes.get("naughty")):
+            notes["naughty"] = reason
+        notes["rejected"] = reason
         if notes.get("naughty"):
             self.log(LOGINFO, "skip, naughty")
             return True
         return False
+
+    def clear_naughty(self: Any, value: Any = 0) -> None:
+        """Forget the connection's naughty mark (e.g. for mail to postmaster)."""
+        self.connection.notes["naughty"] = value
+        self.connection.notes["rejected"] = value
 
     def adjust_karma(self: Any, value: int) -> int:
         """Add `value` to the connection's karma (read by karma-aware plugins)."""
