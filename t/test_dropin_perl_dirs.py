@@ -205,3 +205,26 @@ def test_load_failure_goes_to_syslog_when_stderr_is_the_client(install_factory, 
     assert received.startswith(b"421 ") and b"failed to load" not in received
     assert datagram.startswith(b"<18>qpsmtpd[")  # mail.crit
     assert b"plugin failed to load: logging/syslog facility LOG_BOGUS" in datagram
+
+
+def test_compile_skips_perl_files_and_covers_both_dirs(perl_dir, tmp_path, capsys):
+    """`qpsmtpd.py --compile` with a Perl plugin_dirs: no SyntaxError, the install's plugins/ compiled too."""
+    import importlib.util
+
+    from qpsmtpd.compile import compile_all
+
+    install = tmp_path / "install"
+    (install / "config").mkdir(parents=True)
+    (install / "plugins").mkdir()
+    (install / "plugins" / "mine.py").write_text("def hook_connect(self, transaction):\n    return DECLINED\n")
+    (install / "config" / "plugin_dirs").write_text(perl_dir + "\n")
+    saved = os.environ.pop("QPSMTPD_CONFIG", None)
+    try:
+        assert compile_all(str(install), []) == 0
+    finally:
+        if saved is not None:
+            os.environ["QPSMTPD_CONFIG"] = saved
+    captured = capsys.readouterr()
+    assert "SyntaxError" not in captured.err and "failed" not in captured.out
+    assert os.path.exists(importlib.util.cache_from_source(str(install / "plugins" / "mine.py")))
+    assert not os.path.exists(importlib.util.cache_from_source(os.path.join(perl_dir, "rcpt_ok")))

@@ -11,8 +11,9 @@ every session pays for compiling.  Run this as the owner of the install
     /usr/bin/python3 /opt/qpsmtpd/qpsmtpd.py --compile [CONFIG_DIR]
 
 It compiles lib/qpsmtpd/*.py and every plugin file in the plugin dirs
-(`config/plugin_dirs`, else `plugins/`), including plugin files without a
-`.py` suffix, which `python3 -m compileall` skips.  The mail user then only
+(`config/plugin_dirs`, then `plugins/`), including plugin files without a
+`.py` suffix, which `python3 -m compileall` skips; Perl plugins (a plugin
+dir copied from a Perl install) are skipped.  The mail user then only
 needs read access.
 """
 
@@ -59,7 +60,9 @@ def compile_file(path: str) -> str | None:
 def plugin_dirs(install_dir: str) -> list[str]:
     from .config import Config
 
-    return Config(install_dir).from_file("plugin_dirs") or [os.path.join(install_dir, "plugins")]
+    builtin = os.path.join(install_dir, "plugins")
+    configured = Config(install_dir).from_file("plugin_dirs")
+    return configured + ([builtin] if builtin not in configured else [])
 
 
 def _sources(install_dir: str) -> Iterator[str]:
@@ -77,4 +80,10 @@ def _plugin_files(directory: str) -> Iterator[str]:
         for name in sorted(files):
             if name.startswith(".") or ("." in name and not name.endswith(".py")):
                 continue
-            yield os.path.join(root, name)
+            path = os.path.join(root, name)
+            if not name.endswith(".py"):
+                from .plugin import is_perl_file
+
+                if is_perl_file(path):
+                    continue
+            yield path
