@@ -133,6 +133,7 @@ def test_unknown_argument_and_bad_value(site):
     assert code == 0 and "ok     plugins: typed reject 2 action log" in out
 
 
+@pytest.mark.components  # the "fixed" half needs pyspf and dnspython installed
 def test_missing_optional_library_fails_at_load_and_in_the_check(site):
     site.make({**BASE, "plugins": ["sender_permitted_from", *BASE["plugins"]]})
     code, out, _ = check(site, block="spf")
