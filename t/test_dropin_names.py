@@ -30,7 +30,8 @@ def notices(result, old):
     ("check_loop", "loop"),
     ("check_basicheaders", "headers"),
     ("check_earlytalker action log wait 0", "earlytalker"),
-    ("require_resolvable_fromhost reject 0", "resolvable_fromhost"),
+    pytest.param("require_resolvable_fromhost reject 0", "resolvable_fromhost",
+                 marks=pytest.mark.components),  # needs dnspython
     ("check_bogus_bounce log", "bogus_bounce"),
 ])
 def test_old_name_loads_the_current_plugin_and_says_so_once(line, target):
@@ -97,6 +98,7 @@ def test_check_earlytalker_action_log_lets_an_early_talker_through():
     assert not denied.queued
 
 
+@pytest.mark.components  # resolvable_fromhost needs dnspython
 def test_require_resolvable_fromhost_config_file_zero_means_log_only():
     plugins = ["require_resolvable_fromhost", "rcpt_ok"]
     result = run_session(["QUIT"], config={**BASE, "plugins": plugins, "require_resolvable_fromhost": "0"})
