@@ -52,8 +52,8 @@ With a virus and `deny_viruses no`:
     X-Virus-Details: Win.Test.EICAR_HDB-1
     X-Virus-Found: Yes
 
-A virus also marks the connection naughty (notes `naughty` and `rejected`)
-and costs it 1 karma.
+A virus also marks the connection naughty (notes `naughty`, `Virus found:
+<name>`, and `rejected`) and costs it 1 karma.
 
 ## When clamd fails
 
@@ -127,7 +127,7 @@ class ClamdScan(Plugin):
         return self.found(transaction, verdict.virus)
 
     def found(self, transaction, virus: str):
-        self.is_naughty(1)
+        self.mark_naughty(f"Virus found: {virus}")  # what `naughty` answers later messages of this connection
         self.adjust_karma(-1)
         client = self.connection.remote_ip
         if self.opts["deny_viruses"]:
