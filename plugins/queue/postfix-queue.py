@@ -33,6 +33,8 @@ No flag is set by default.
 * `cleanup_sockets` — sockets tried in order (a path, or `host:port` for a
   cleanup service reachable over TCP); used when `POSTFIXQUEUE` is unset.
 * `POSTFIXQUEUE` (environment) — one socket that overrides everything else.
+* `postfix_queue_timeout` — seconds the connection and every read or write
+  may take (default 60); past it the message is not queued (451).
 
 ## Protocol
 
@@ -153,12 +155,12 @@ def message_id(transaction: Any) -> str:
 class CleanupStream:
     """A connection to cleanup: attribute lists (`name\\0value\\0...\\0`) and records."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, timeout: float = TIMEOUT) -> None:
         import socket
 
         if address.startswith("/"):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(TIMEOUT)
+            self.sock.settimeout(timeout)
             try:
                 self.sock.connect(address)
             except OSError:
@@ -166,7 +168,7 @@ class CleanupStream:
                 raise
         else:
             host, _, port = address.rpartition(":")
-            self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT)
+            self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
         self.buffer = b""
 
     def read_attributes(self) -> dict[str, str]:
@@ -225,9 +227,10 @@ class PostfixQueue(Plugin):
         return DONE
 
     def open_cleanup(self) -> CleanupStream | None:
+        timeout = float(self.qp.config_int("postfix_queue_timeout", TIMEOUT) or TIMEOUT)
         for address in self.sockets():
             try:
-                return CleanupStream(address)
+                return CleanupStream(address, timeout)
             except (OSError, ValueError) as error:
                 self.log(LOGWARN, f"could not open cleanup socket {address}: {error}")
         return None

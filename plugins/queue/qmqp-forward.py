@@ -37,7 +37,7 @@ message is streamed from the spool in 64 KiB blocks.
 | `D...` | `554 Denied: <server text>` |
 | no connection (refused, timeout) | the next server; after the last one `451 QMQP server unavailable` |
 | the connection fails before the whole message was sent | the next server (it cannot have queued an incomplete message) |
-| `K` before the whole package was sent | the next server: a yes for a message the server has not seen is no yes |
+| `K` before the whole package was sent, or a `K` followed by a reset (the server closed with our bytes unread) | the next server: a yes for a message the server has not seen is no yes |
 | `D`/`Z` before the whole package was sent (e.g. too big) | `554`/`451` as above |
 | no valid answer after the whole message was sent (closed, timeout, garbage) | `451` at once: the server may have queued it, so it is not sent elsewhere |
 
@@ -176,9 +176,26 @@ class QmqpForward(Plugin):
             if early is not None:
                 return self.early(early)
             try:
-                return read_netstring(sock)
+                answer = read_netstring(sock)
             except (OSError, ValueError) as error:
                 raise QmqpError(f"no valid answer: {error}", retry=False) from error
+            if answer[:1] == b"K" and not self.closed_cleanly(sock, timeout):
+                raise QmqpError("server said K but had not read the whole package (connection reset)",
+                                retry=True)
+            return answer
+
+    @staticmethod
+    def closed_cleanly(sock: Any, timeout: float) -> bool:
+        """After its answer a QMQP server closes.  A reset instead of an orderly close means
+        it closed with our bytes unread: its K was not for the whole package."""
+        sock.settimeout(min(timeout, 2.0))
+        try:
+            sock.recv(1)
+        except ConnectionResetError:
+            return False
+        except OSError:  # still open after the answer, or another error: its answer stands
+            pass
+        return True
 
     @staticmethod
     def early(answer: bytes) -> bytes:
