@@ -18,4 +18,9 @@ if __name__ == "__main__":
         from qpsmtpd.forkserver import main as serve
         sys.exit(serve(INSTALL_DIR, sys.argv[1:]))
     from qpsmtpd.session import main
-    sys.exit(main(INSTALL_DIR, sys.argv[1:]))
+    status = main(INSTALL_DIR, sys.argv[1:])
+    # Everything is written and closed (replies, queue, log lines; the transaction was reset):
+    # skip the interpreter's shutdown, which costs a per-connection process about 4 ms.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -30,6 +30,7 @@ from .logline import write_stderr
 from .qp import PluginFault
 from .reader import ConnectionLost, SmtpIO, Transport
 from .replies import TABLE
+from .session import Terminated, configure_limits, end_on_signal, reset_signals
 from .smtp import SMTP
 
 TYPE_CHECKING = False
@@ -378,10 +379,12 @@ class ForkServer:
 
     def run_child(self, conn: socket.socket, facts: dict[str, str]) -> int:
         """In the child: exactly today's per-connection session, on the accepted socket."""
+        started = time.monotonic()
         gc.disable()  # a session is short; its process exits without collecting
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        reset_signals()  # as a per-connection process: TERM/HUP/INT end the session cleanly
         for listener in self.listeners:
             listener.close()
         os.close(self._wake_read)
@@ -399,9 +402,13 @@ class ForkServer:
         smtp.run_hooks_no_respond("post-fork")
         smtp.log(LOGNOTICE, f"Connection from {facts['remote_info']} [{facts['remote_ip']}]")
         try:
-            smtp.run()
-        except ConnectionLost:
-            pass
+            configure_limits(smtp, started)
+            try:
+                smtp.run()
+            except ConnectionLost:
+                pass
+        except Terminated as terminated:
+            return end_on_signal(smtp, terminated.signum)
         return 0
 
 
