@@ -81,3 +81,50 @@ def test_dns_whitelisted_host_never_relays():
             got = [f"{code} {' '.join(text)}" for code, text in result.replies()]
             assert any("is whitelisted: partner" in line for line in result.log)
             assert got[3] == "550 Relaying denied (#5.7.1)" and got[4].startswith("250"), got
+
+
+# -- part 2: through queue/smtp-forward into a real Postfix ----------------------------------
+
+@pytest.fixture(scope="module")
+def postfix():
+    from components import postfix_private
+
+    with postfix_private(qmqp=False, smtpd=True) as daemon:
+        yield daemon
+
+
+def forward(pf, sender, recipients, plugins=(), **config):
+    from qpsmtpd.testing import run_session
+
+    lines = (["EHLO client.test", f"MAIL FROM:{sender}"] + [f"RCPT TO:{r}" for r in recipients]
+             + ["DATA", "Subject: battery", "", "body", ".", "QUIT"])
+    files = {"me": "mx.example.test", "rcpthosts": ["example.test"], **config,
+             "plugins": [*plugins, "rcpt_ok", f"queue/smtp-forward 127.0.0.1 {pf.smtpd_port}"]}
+    return run_session(lines, config=files)
+
+
+@pytest.mark.components
+def test_quoted_local_parts_reach_postfix_as_one_address_each(pf):
+    """A `>` or `=` in a quoted local part used to end the path on the next hop and add
+    parameters (`MAIL FROM:<x>RET=FULL@...>`)."""
+    recipients = ['<"a>NOTIFY=NEVER"@example.test>', '<"john.doe."@example.test>', '<"x\\"y"@example.test>',
+                  "<plain@example.test>"]
+    result = forward(pf, '<"x>RET=FULL"@client.test>', recipients)
+    assert result.codes()[-2] == 250, result.lines()
+    [queue_id] = pf.queue_ids()
+    held = pf.read(queue_id)
+    assert held.sender == "x>RET=FULL@client.test"
+    assert sorted(held.recipients) == sorted(['a>NOTIFY=NEVER@example.test', "john.doe.@example.test",
+                                              'x"y@example.test', "plain@example.test"])
+
+
+@pytest.mark.components
+@pytest.mark.parametrize("plugins,config", [((), {}), (("whitelist",), {"whitelisthosts": ["192.0.2.1"]}),
+                                            (("whitelist",), {"whitelistsenders": ["client.test"]})])
+def test_routed_and_foreign_recipients_never_reach_the_next_hop(pf, plugins, config):
+    result = forward(pf, "<a@client.test>", ROUTED + FOREIGN[:1] + ["<ok@example.test>"], plugins, **config)
+    codes = result.codes()
+    assert codes[3:3 + len(ROUTED) + 1] == [550] * (len(ROUTED) + 1)
+    assert codes[-2] == 250
+    [queue_id] = pf.queue_ids()
+    assert pf.read(queue_id).recipients == ["ok@example.test"]
