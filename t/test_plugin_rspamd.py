@@ -296,6 +296,15 @@ def test_down_with_default_action_accept_and_reject():
     assert result.replies()[-2] == (554, ["5.7.1 Message could not be scanned"])
 
 
+def test_relay_clients_get_their_own_settings_id(fake):
+    server = fake(http(json.dumps({"action": "no action", "score": 0, "required_score": 15}).encode()))
+    session(f"rspamd port {server.port} settings_id inbound settings_id_relay outbound",
+            connection={"relay_client": "1"})
+    assert b"\r\nSettings-ID: outbound\r\n" in server.request
+    session(f"rspamd port {server.port} settings_id inbound settings_id_relay outbound")
+    assert b"\r\nSettings-ID: inbound\r\n" in server.request
+
+
 def test_discard_answers_250_and_queues_nothing(fake):
     server = fake(http(json.dumps({"action": "discard", "score": 30, "required_score": 15}).encode()))
     result = session(f"rspamd port {server.port}")
