@@ -180,9 +180,12 @@ def test_every_step_is_shown_in_order_with_macros(milter_factory):
     milter = milter_factory()
     result = session([f"milter test {milter.address}"], config={"me": ["mx.example.test"]})
     assert result.codes() == [220, 250, 250, 250, 354, 250, 221]
+    deadline = time.monotonic() + 2
+    while "quit" not in milter.steps() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the milter's thread records QUIT after the session has ended
     steps = milter.steps()
     assert steps[:5] == ["connect", "helo", "mail", "rcpt", "data"]
-    assert steps[-3:] == ["eoh", "body", "eom"] or steps[-4:] == ["eoh", "body", "eom", "quit"]
+    assert steps[-4:] == ["eoh", "body", "eom", "quit"]
     headers = [data.split(b"\0")[0] for data in milter.data_of("header")]
     assert b"Received" in headers and b"Subject" in headers
     assert milter.data_of("body") == [b"body line\r\nsecond line\r\n"]
@@ -246,6 +249,23 @@ def test_reject_at_connect_ends_the_session(milter_factory):
     milter = milter_factory(script={"connect": packet(b"r")})
     result = session([f"milter test {milter.address}"])
     assert result.codes() == [554]
+
+
+def test_accept_at_connect_ends_filtering_for_the_session(milter_factory):
+    milter = milter_factory(script={"connect": ACCEPT})
+    result = session([f"milter test {milter.address}"])
+    assert result.codes() == [220, 250, 250, 250, 354, 250, 221]
+    assert milter.steps() in (["connect"], ["connect", "quit"])
+
+
+def test_discard_at_connect_discards_every_message(milter_factory):
+    milter = milter_factory(script={"connect": packet(b"d")})
+    lines = ["EHLO client.test", *(["MAIL FROM:<a@example.com>", "RCPT TO:<x@example.test>", "DATA", *MESSAGE, "."]
+                                   * 2), "QUIT"]
+    result = run_session(lines, config={"plugins": [f"milter test {milter.address}", "rcpt_ok"],
+                                        "rcpthosts": ["example.test"]}, capture_queue=True)
+    assert result.codes() == [220, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221]
+    assert result.queued == []
 
 
 def test_tempfail_at_helo(milter_factory):
