@@ -292,3 +292,24 @@ def test_checks_as_the_server_user(site):
         assert code == 0, out
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_forward_targets_are_probed(site):
+    """A server that is not listening: a warning (exit 0); listening: nothing."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    site.make({**BASE, "plugins": ["rcpt_ok", f"queue/smtp-forward 127.0.0.1 {port}"]})
+    code, out, _ = check(site)
+    assert code == 0 and f"WARN   queue/smtp-forward: SMTP server 127.0.0.1:{port} does not accept connections" in out
+    listener.listen(5)
+    try:
+        code, out, _ = check(site)
+    finally:
+        listener.close()
+    assert code == 0 and "WARN" not in out, out
+    site.config("plugins", ["rcpt_ok", "queue/exim-bsmtp exim_path /nonexistent/rsmtp"])
+    code, out, _ = check(site)
+    assert code == 1 and "Exim program /nonexistent/rsmtp is missing" in out

@@ -20,9 +20,11 @@ line) or the config line of the plugin:
   of `badmailfrom`, `badrcptto`, `badhelo`, ..., networks, numbers;
 * the `tls` plugin's certificate and key: present, readable, matching,
   not expired (and `tls_before_auth` without them);
-* the spool dir, the maildirs of `queue/maildir`, the qmail-queue
-  program, Postfix's cleanup socket, the directories of `logging/file`:
-  present and writable (or executable);
+* the spool dir, the maildirs of `queue/maildir`, the qmail-queue and
+  Exim programs, Postfix's cleanup socket, the directories of
+  `logging/file`: present and writable (or executable); the servers of
+  `queue/smtp-forward` and `queue/qmqp-forward` accept a connection (a
+  warning: a backend may be down for a moment);
 * a queue plugin is configured (a warning when none is).
 
 A plugin may add its own checks: a method `check_config(self)` returning a
@@ -513,6 +515,39 @@ def _check_postfix_queue(checker: Checker, plugin: Any) -> list[str]:
     return []
 
 
+def _check_exim(checker: Checker, plugin: Any) -> list[str]:
+    program = getattr(plugin, "exim_path", None)
+    if not program:
+        return []
+    if not os.path.isfile(program):
+        return [f"Exim program {program} is missing"]
+    if not os.access(program, os.X_OK):
+        return [f"Exim program {program} is not executable by this user"]
+    return []
+
+
+def _probe_servers(checker: Checker, plugin: Any, servers: list[tuple[str, int]], what: str) -> list[str]:
+    """A warning (not a problem: a backend may be down for a moment) per server that does not answer."""
+    import socket
+
+    for host, port in servers:
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+        except OSError as error:
+            checker.warning(f"{plugin.config_name}: {what} {host}:{port} does not accept connections now "
+                            f"({error.strerror or error})")
+    return []
+
+
+def _check_smtp_forward(checker: Checker, plugin: Any) -> list[str]:
+    server = getattr(plugin, "server", None)
+    return _probe_servers(checker, plugin, [(server, getattr(plugin, "port", 25))], "SMTP server") if server else []
+
+
+def _check_qmqp_forward(checker: Checker, plugin: Any) -> list[str]:
+    return _probe_servers(checker, plugin, list(getattr(plugin, "servers", []) or []), "QMQP server")
+
+
 def _check_logging_file(checker: Checker, plugin: Any) -> list[str]:
     if getattr(plugin, "is_pipe", False):
         return []
@@ -533,6 +568,9 @@ PLUGIN_CHECKS: dict[str, Callable[[Checker, Any], list[str]]] = {
     "queue/maildir": _check_maildir,
     "queue/qmail-queue": _check_qmail_queue,
     "queue/postfix-queue": _check_postfix_queue,
+    "queue/exim-bsmtp": _check_exim,
+    "queue/smtp-forward": _check_smtp_forward,
+    "queue/qmqp-forward": _check_qmqp_forward,
     "logging/file": _check_logging_file,
 }
 
