@@ -24,13 +24,13 @@ that crashes loses nothing; an operating-system crash or power cut may
 lose recent updates or damage the file, and a damaged file is moved aside
 (`state.sqlite.damaged-<time>`, logged) and the store starts empty: for
 greylisting and reputation data that costs some clients one more
-greylisting delay, nothing else.  One
-file holds any number of keys (a file or a DBM per key would not scale to
-the hundred thousand addresses a busy MX sees).  The cost per session is
-about 0.6 ms to load the module and 0.5 ms to open, update and close: the module is
-loaded without `functools` (SQLite's C module imports it only for a
-statement cache we switch off), which would cost 2 ms more.  The Perl
-qpsmtpd's DBM file with a lock file around it serialises every access and
+greylisting delay, nothing else.  One file holds any number of keys (a
+file or a DBM per key would not scale to the hundred thousand addresses a
+busy MX sees).  The cost per session is about 0.6 ms to load the module
+and 0.5 ms to open, update and close: the module is loaded without
+`functools` (SQLite's C module imports it only for a statement cache we
+switch off), which would cost 2 ms more.  The Perl qpsmtpd's DBM file with
+a lock file around it serialises every access and
 needs a DBM module (5 ms to import `_dbm` here).
 
 Failure is never silent and never a hang: the local store waits at most
@@ -48,7 +48,7 @@ key is written with a time to live; expired keys read as missing (local)
 or vanish (Redis); the local store deletes expired rows now and then.
 
     from qpsmtpd.state import open_store, StateError
-    store = open_store(plugin, "greylist", redis=..., db_dir=..., timeout=1.0)
+    store = open_store(self.qp, "greylist", redis=..., db_dir=..., timeout=1.0)
     store.update(key, lambda old: (new_value, result), ttl)   # atomic read-modify-write
     store.incr(key, 1, ttl)                                    # atomic counter
     store.slot_acquire(key, member, ttl) / store.slot_release(key, member)
