@@ -106,7 +106,7 @@ def _read_line(proc: subprocess.Popen, buffer: bytearray, deadline: float) -> st
         ready, _, _ = select.select([proc.stdout], [], [], remaining)
         if not ready:
             continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
+        chunk = os.read(proc.stdout.fileno(), 65536)  # a pipe, or the forkserver's socket
         if not chunk:
             return None
         buffer += chunk
@@ -116,19 +116,80 @@ def _read_line(proc: subprocess.Popen, buffer: bytearray, deadline: float) -> st
     return line
 
 
+FORKSERVER_STAND_IN = "192.0.2.1"  # the client address most sessions give in TCPREMOTEIP
+
+
+class _SocketSession:
+    """A TCP connection to a running forkserver, with the Popen interface the replay uses."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.stdin = self
+        self.stdout = self.sock
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server already closed the connection
+            pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.sock.close()
+        return 0
+
+    def poll(self) -> int:
+        return 0
+
+
+def _start_forkserver(env: dict, cwd: str) -> tuple[subprocess.Popen, int]:
+    """`qpsmtpd.py --listen` on a free loopback port, once it answers."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, QPSMTPD, "--listen", f"127.0.0.1:{port}", "--max-from-ip", "0"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=env, cwd=cwd)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, port
+        except OSError:
+            if server.poll() is not None:
+                raise AssertionError("forkserver exited: " + server.stderr.read().decode("utf-8", "replace"))
+            time.sleep(0.02)
+    server.kill()
+    raise AssertionError("the forkserver did not start")
+
+
 def run_session_file(path: str, timeout: float = 20.0, dns: str | None = None,
-                     daemons: dict[str, str] | None = None) -> Outcome:
+                     daemons: dict[str, str] | None = None, forkserver: bool = False) -> Outcome:
+    """Replay one golden session; `forkserver=True`: through `qpsmtpd.py --listen` over TCP."""
     with open(path, "rb") as handle:
         text = handle.read().decode().replace("{dns}", dns or "{dns}")
+    if forkserver:  # the client really is 127.0.0.1: the session's own address for it is replaced
+        text = text.replace(FORKSERVER_STAND_IN, "127.0.0.1")
     for key, value in (daemons or {}).items():
         text = text.replace("{" + key + "}", value)
     spec = tomllib.loads(text)
     if "dnsmasq" in spec and dns is None:
         from components import dnsmasq  # `dnsmasq = [lines]`: a private DNS server, `{dns}` its address
         with dnsmasq(spec["dnsmasq"]) as server:
-            return run_session_file(path, timeout, f"127.0.0.1:{server.port}", daemons)
+            return run_session_file(path, timeout, f"127.0.0.1:{server.port}", daemons, forkserver)
     if daemons is None and (spec.get("spamd") or spec.get("clamd") or "{eicar}" in text or "{gtube}" in text):
-        return _with_scanners(path, timeout, dns, spec)
+        return _with_scanners(path, timeout, dns, spec, forkserver)
     private = tempfile.mkdtemp(prefix="qpsmtpd-session-")
     os.chmod(private, 0o755)
     config_dir = os.path.join(private, "config")
@@ -145,8 +206,13 @@ def run_session_file(path: str, timeout: float = 20.0, dns: str | None = None,
     env.update({"QPSMTPD_CONFIG": config_dir, "QMAILQUEUE": QQ_DOUBLE, "QQ_DOUBLE_DIR": queue_dir})
     env.update({key: str(value).replace("{dir}", private).replace("{repo}", REPO_DIR)
                 for key, value in spec.get("env", {}).items()})
-    proc = subprocess.Popen([sys.executable, QPSMTPD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=private)
+    server = None
+    if forkserver:
+        server, port = _start_forkserver(env, private)
+        proc = _SocketSession(port)
+    else:
+        proc = subprocess.Popen([sys.executable, QPSMTPD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, cwd=private)
     transcript: list[str] = []
     buffer = bytearray()
     deadline = time.monotonic() + timeout
@@ -187,13 +253,17 @@ def run_session_file(path: str, timeout: float = 20.0, dns: str | None = None,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if server is not None:  # the forkserver drains (the session is over) and exits
+            server.terminate()
+            server.wait(timeout=10)
+            proc = server
     stderr = proc.stderr.read().decode("utf-8", "replace")
     assert "Traceback" not in stderr, stderr
     check_queued(spec.get("queued"), queue_dir, path)
     return Outcome(transcript, stderr, queue_dir)
 
 
-def _with_scanners(path: str, timeout: float, dns: str | None, spec: dict) -> Outcome:
+def _with_scanners(path: str, timeout: float, dns: str | None, spec: dict, forkserver: bool = False) -> Outcome:
     """Run the session with the private spamd/clamd it asks for, the test strings filled in."""
     import contextlib
 
@@ -207,7 +277,7 @@ def _with_scanners(path: str, timeout: float, dns: str | None, spec: dict) -> Ou
             clamd = stack.enter_context(components.clamd())
             daemons.update(clamd_socket=str(clamd.socket_path), clamd_port=str(clamd.port),
                            clamd_conf=str(clamd.conf_path))
-        return run_session_file(path, timeout, dns, daemons)
+        return run_session_file(path, timeout, dns, daemons, forkserver)
 
 
 def queued_messages(queue_dir: str) -> list[tuple[dict, bytes]]:
