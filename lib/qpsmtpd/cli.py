@@ -13,7 +13,9 @@ Without options, runs one SMTP session on stdin/stdout.  Start it from
 tcpserver, xinetd or a systemd socket with Accept=yes, naming the
 interpreter by its absolute path:
 
-  tcpserver -R -H -l0 0 25 /usr/bin/python3 /opt/qpsmtpd/qpsmtpd.py
+  tcpserver -R -H -l0 -c 40 -b 200 0 25 /usr/bin/python3 /opt/qpsmtpd/qpsmtpd.py
+
+(the listen backlog -b at least as large as -c; see docs/deploy.md).
 
   --help                 show this help
   --version              print the version
