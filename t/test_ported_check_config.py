@@ -52,7 +52,7 @@ def test_each_ported_plugin_reports_its_problem_then_passes(tmp_path):
                      f"p0f API socket {tmp_path}/p0f.sock: No such file or directory",
                      f"no GeoIP2/GeoLite2 City or Country .mmdb in {tmp_path}/GeoIP",
                      "server 'localhost' is not HOST:PORT",
-                     f"exim_path {tmp_path}/exim4 is not an executable file"):
+                     f"Exim program {tmp_path}/exim4 is missing"):  # the engine's check (checkconfig)
         assert expected in result.stdout, (expected, result.stdout)
 
     cvm, p0f = listening_socket(tmp_path / "cvm.sock"), listening_socket(tmp_path / "p0f.sock")

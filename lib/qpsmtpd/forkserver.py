@@ -30,6 +30,7 @@ from .logline import write_stderr
 from .qp import PluginFault
 from .reader import ConnectionLost, SmtpIO, Transport
 from .replies import TABLE
+from .proxy import handle_proxy
 from .session import Terminated, configure_limits, end_on_signal, reset_signals
 from .smtp import SMTP
 
@@ -400,7 +401,10 @@ class ForkServer:
         smtp.io = SmtpIO(Transport(0, 1))
         smtp.connection.start(**facts)
         smtp.run_hooks_no_respond("post-fork")
-        smtp.log(LOGNOTICE, f"Connection from {facts['remote_info']} [{facts['remote_ip']}]")
+        if not handle_proxy(smtp):
+            return 1
+        connection = smtp.connection
+        smtp.log(LOGNOTICE, f"Connection from {connection.remote_info} [{connection.remote_ip}]")
         try:
             configure_limits(smtp, started)
             try:

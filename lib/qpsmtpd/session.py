@@ -34,6 +34,7 @@ import time
 
 from .constants import LOGNOTICE
 from .reader import ConnectionLost, SmtpIO, Transport
+from .proxy import handle_proxy
 from .smtp import SMTP
 
 PIPE_REMOTE_IP = "127.0.0.1"
@@ -193,6 +194,9 @@ def run_session(install_dir: str) -> int:
         smtp.connection.start(**info)
         if not smtp.start():
             return 1
+        if not handle_proxy(smtp):
+            return 1
+        info = {key: getattr(smtp.connection, key) for key in info}  # a PROXY header may have changed them
         quiet_collector()
         configure_limits(smtp, started)
         smtp.log(LOGNOTICE, f"Connection from {info['remote_info']} [{info['remote_ip']}]")

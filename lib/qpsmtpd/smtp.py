@@ -482,6 +482,11 @@ class SMTP(Qpsmtpd):
             return
         self.respond(252, "Just try sending a mail and we'll see how it turns out ...", esc="2.5.0")
 
+    def cmd_proxy(self, line: str | None) -> None:
+        """Only present when the PROXY protocol is on: a header after the greeting is refused."""
+        from .proxy import refuse_command
+        refuse_command(self)
+
     def cmd_rset(self, line: str | None) -> None:
         self.reset_transaction()
         self.respond(250, "OK", esc="2.0.0")

@@ -71,12 +71,6 @@ class EximBsmtp(Plugin):
         if not _executable(self.exim_path):
             self.log(LOGERROR, f"Could not find exim at {self.exim_path}; please set exim_path in config/plugins")
 
-    def check_config(self) -> list[str]:
-        """Problems for --check-config."""
-        if not _executable(self.exim_path):
-            return [f"exim_path {self.exim_path} is not an executable file"]
-        return []
-
     def hook_queue(self, transaction):
         if transaction.header is None:
             self.log(LOGERROR, "No header parsed for transaction; can't enqueue")
