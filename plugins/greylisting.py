@@ -137,6 +137,7 @@ class Greylisting(Plugin):
         if _true(self.settings.get("nfslock")):
             self.log(LOGWARN, "nfslock has no effect: keep the local store off NFS, or use redis")
         self._store: state.Store | None = None
+        state.require_redis_library(qp, self.settings.get("redis") or None)
         problem = state.db_dir_problem(self.settings.get("db_dir"))
         if problem:
             self.log(LOGWARN, problem)
@@ -176,6 +177,13 @@ class Greylisting(Plugin):
                 db_dir=self.settings.get("db_dir") or None, own_dir="/var/lib/qpsmtpd/greylisting",
                 timeout=float(timeout) if timeout else None)
         return self._store
+
+    def check_config(self) -> list[str]:
+        """--check-config: the store can be opened (local) or answers PING (Redis)."""
+        try:
+            return state.store_problems(self.store())
+        except state.StateError as error:
+            return [str(error)]
 
     # -- exclusion lists ---------------------------------------------------------
     def load_exclude_files(self) -> None:

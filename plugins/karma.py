@@ -124,6 +124,7 @@ class Karma(Plugin):
 
     def register(self, qp: Any, *args: str) -> None:
         self._store: state.Store | None = None
+        state.require_redis_library(qp, self.opts.get("redis") or None)
         problem = state.db_dir_problem(self.opts.get("db_dir"))
         if problem:
             self.log(LOGWARN, problem)
@@ -140,6 +141,13 @@ class Karma(Plugin):
         if self._store is None:
             self._store = open_karma_store(self.qp, self.opts)
         return self._store
+
+    def check_config(self) -> list[str]:
+        """--check-config: the store can be opened (local) or answers PING (Redis)."""
+        try:
+            return state.store_problems(self.store())
+        except state.StateError as error:
+            return [str(error)]
 
     def store_failed(self, error: state.StateError, what: str) -> Any:
         self.log(LOGERROR, f"karma store unusable: {error}; {what}")

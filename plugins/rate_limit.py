@@ -140,6 +140,7 @@ class RateLimit(Plugin):
 
     def register(self, qp: Any, *args: str) -> None:
         self._store: state.Store | None = None
+        state.require_redis_library(qp, self.opts.get("redis") or None)
         problem = state.db_dir_problem(self.opts.get("db_dir"))
         if problem:
             self.log(LOGWARN, problem)
@@ -171,6 +172,13 @@ class RateLimit(Plugin):
                                            db_dir=self.opts.get("db_dir") or None,
                                            own_dir="/var/lib/qpsmtpd/rate_limit", timeout=self.opts.get("timeout"))
         return self._store
+
+    def check_config(self) -> list[str]:
+        """--check-config: the store can be opened (local) or answers PING (Redis)."""
+        try:
+            return state.store_problems(self.store())
+        except state.StateError as error:
+            return [str(error)]
 
     def client(self) -> str:
         return client_network(self.connection.remote_ip, self.opts["network"], self.opts["network6"])

@@ -3,6 +3,8 @@ exclusions, arguments and config files; the store down -> the client is let thro
 
 import time
 
+import pytest
+
 from state_support import (MAIL_ONLY, ONE_MESSAGE, backend, clock, log_lines, redis_daemon,  # noqa: F401
                            session)
 
@@ -152,6 +154,7 @@ def test_geoip_and_p0f_notes(backend, clock, tmp_path):
     assert run("p0f distance,5") == DENIED
 
 
+@pytest.mark.components  # redis-py
 def test_store_down_lets_the_client_through(clock):
     """Redis not listening: the client passes at once, with a log line, no traceback."""
     from components import free_port

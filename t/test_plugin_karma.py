@@ -154,6 +154,7 @@ def test_very_bad_karma_refused_at_data(backend, clock, plugin_dir):
     assert result.replies()[4][1] == ["very bad karma: -5"]
 
 
+@pytest.mark.components  # redis-py
 def test_store_down_skips_karma(clock, plugin_dir):
     from components import free_port
     result = connect(plugin_dir, f"redis 127.0.0.1:{free_port()} reject connect", adjust=-5)

@@ -4,6 +4,8 @@ concurrency across real qpsmtpd.py processes, relay clients, the store down."""
 import base64
 import time
 
+import pytest
+
 from state_support import (backend, clock, dialogue, log_lines, redis_daemon, reply_codes,  # noqa: F401
                            runnable_install, session, spawn_session)
 
@@ -98,6 +100,7 @@ def test_bad_rate_is_reported(backend, clock):
     assert log_lines(result, "rcpt lots: not COUNT/PERIOD")
 
 
+@pytest.mark.components  # redis-py
 def test_store_down_does_not_limit(clock):
     from components import free_port
     start = time.monotonic()

@@ -217,3 +217,30 @@ def test_bench_state_runs(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "+grey+karma local" in run.stdout and "above typical" in run.stdout
+
+
+@pytest.mark.components  # redis-py
+def test_check_config_reports_an_unusable_store(tmp_path):
+    from components import free_port
+    from qpsmtpd.testing import REPO_DIR
+    config = tmp_path / "config"
+    config.mkdir()
+    (tmp_path / "db").mkdir()
+    (config / "plugins").write_text(f"greylisting db_dir {tmp_path}/db\nkarma redis 127.0.0.1:{free_port()} timeout 0.5\n"
+                                    f"rate_limit db_dir {tmp_path}/missing rcpt 5/1m\nrcpt_ok\n")
+    run = subprocess.run([sys.executable, os.path.join(REPO_DIR, "qpsmtpd.py"), "--check-config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "ok     plugins: greylisting" in run.stdout
+    assert "karma redis 127.0.0.1" in run.stdout and "the state store cannot be used" in run.stdout
+    assert "db_dir " + str(tmp_path / "missing") + " is not a writable directory" in run.stdout
+
+
+def test_redis_without_redis_py_does_not_load(tmp_path, monkeypatch, clock):
+    """Told to use Redis without redis-py installed: the plugin does not load (421, the log
+    names the packages), like any plugin whose library is missing."""
+    from qpsmtpd import optional
+    monkeypatch.setitem(optional._found, "redis", False)
+    result = session(["HELO c.test", "QUIT"], ["greylisting redis 127.0.0.1:6379"])
+    assert result.codes() == [421]
+    assert log_lines(result, "python3-redis")

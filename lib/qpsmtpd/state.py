@@ -534,6 +534,34 @@ def candidate_dirs(qp: Any, own_dir: str) -> list[str]:
     return [own_dir, os.path.join(install, "var", "db"), os.path.join(install, "config")]
 
 
+def uses_redis(qp: Any, redis: str | None) -> bool:
+    return bool(redis or redis_settings(qp).get("server"))
+
+
+def require_redis_library(qp: Any, redis: str | None) -> None:
+    """At load time: a plugin told to use Redis does not load without redis-py (as any plugin
+    whose library is missing: the log names the packages), rather than fall back at every use."""
+    if not uses_redis(qp, redis):
+        return
+    from .optional import describe, is_installed
+    from .plugin import PluginError
+
+    if not is_installed("redis"):
+        raise PluginError(f"cannot use Redis: {describe('redis')}")
+
+
+def store_problems(store: Store) -> list[str]:
+    """For `--check-config`: can the store be used now?  (Redis: PING; local: open and read.)"""
+    try:
+        if isinstance(store, RedisStore):
+            store._call(lambda client: client.ping())
+        else:
+            store.get("--check-config--")
+    except StateError as error:
+        return [f"the state store cannot be used: {error} (the plugin lets clients through until it can)"]
+    return []
+
+
 def db_dir_problem(db_dir: str | None) -> str | None:
     """What is wrong with a configured `db_dir` (for the plugins' load-time warning), or None."""
     if db_dir and not (os.path.isdir(db_dir) and os.access(db_dir, os.W_OK | os.X_OK)):
