@@ -555,8 +555,13 @@ def store_problems(store: Store) -> list[str]:
     try:
         if isinstance(store, RedisStore):
             store._call(lambda client: client.ping())
-        else:
+        elif os.path.exists(store.path) and os.stat(store.path).st_uid == os.geteuid():
             store.get("--check-config--")
+        elif os.path.exists(store.path):
+            # another user's file (a check run as root): opening it could leave -wal/-shm files
+            # the server cannot open, so only look at the permissions
+            if not os.access(store.path, os.R_OK | os.W_OK):
+                return [f"{store.describe()}: not readable and writable by this user"]
     except StateError as error:
         return [f"the state store cannot be used: {error} (the plugin lets clients through until it can)"]
     return []
