@@ -50,7 +50,8 @@ line); the plugin line wins.
   or two before turning it on); `mode testonly|off` is the old spelling;
 * `db_dir PATH` — the local store's directory (default: the first
   writable of `/var/lib/qpsmtpd/greylisting`, `<qpsmtpd dir>/var/db`,
-  `<qpsmtpd dir>/config`);
+  `<qpsmtpd dir>/config`); it must be writable by the user qpsmtpd runs
+  as (SQLite keeps `state.sqlite-wal` and `-shm` beside the file);
 * `redis HOST[:PORT]` — keep the state in Redis (port 6379 by default;
   also `redis://...`, `rediss://...` URLs and a unix socket path); needs
   redis-py (`pip install redis`, Debian `python3-redis`);

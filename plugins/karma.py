@@ -51,7 +51,8 @@ releases IPs and prunes the store.
 * `reject_type disconnect` (default) | `perm` | `temp` | `temp_disconnect`;
 * `db_dir PATH` — the local store's directory (default: the first
   writable of `/var/lib/qpsmtpd/karma`, `<qpsmtpd dir>/var/db`,
-  `<qpsmtpd dir>/config`);
+  `<qpsmtpd dir>/config`); it must be writable by the user qpsmtpd runs
+  as (SQLite keeps `state.sqlite-wal` and `-shm` beside the file);
 * `redis HOST[:PORT]` — keep the history in Redis (see greylisting);
 * `timeout SECONDS` — the longest wait for the store (default 1);
 * `history_days DAYS` — forget an IP this long after its last

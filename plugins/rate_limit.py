@@ -44,7 +44,8 @@ until `slot_ttl` runs out.
   without a new MAIL (default 600; each MAIL renews it);
 * `db_dir PATH` — the local store's directory (default: the first
   writable of `/var/lib/qpsmtpd/rate_limit`, `<qpsmtpd dir>/var/db`,
-  `<qpsmtpd dir>/config`);
+  `<qpsmtpd dir>/config`); it must be writable by the user qpsmtpd runs
+  as (SQLite keeps `state.sqlite-wal` and `-shm` beside the file);
 * `redis HOST[:PORT]` — keep the counts in Redis (see greylisting);
 * `timeout SECONDS` — the longest wait for the store (default 1);
 * `loglevel N`.
