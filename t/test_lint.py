@@ -4,7 +4,12 @@ plugins/, qpsmtpd.py, tools/ and bench/ — and it would find an injected name i
 import subprocess
 import sys
 
+import pytest
+
 from qpsmtpd.testing import REPO_DIR
+
+# needs real daemons, Debian packages, root or optional libraries: -m 'not components' leaves it out
+pytestmark = pytest.mark.components
 
 
 def ruff(*args, cwd=REPO_DIR):

@@ -1,5 +1,7 @@
 """helo: policies, badhelo (names, regexps, negation), localhost, forged literal, plain IP, X-HELO."""
 
+import pytest
+
 from policy_support import load_plugin, replies, session
 
 
@@ -65,6 +67,7 @@ def test_reject_type_respected():
     assert got[2] == "503 please say hello first ..."
 
 
+@pytest.mark.components
 def test_rfc_policy_non_dns_tests():
     result = session(["helo policy rfc"], ["HELO nodots", "HELO bad_chars.test", "HELO good.test"])
     got = replies(result)
@@ -74,6 +77,7 @@ def test_rfc_policy_non_dns_tests():
     assert got[1] == "550 HELO name contains invalid FQDN characters. Read RFC 1035"
 
 
+@pytest.mark.components
 def test_strict_policy_tests_and_address_literal():
     plugin = load_plugin("helo policy strict")
     assert plugin.helo_tests == ["is_in_badhelo", "invalid_localhost", "is_forged_literal", "is_plain_ip",

@@ -210,6 +210,7 @@ def test_namespaces_share_one_file(tmp_path, clock):
     assert list(karma.items()) == [("192.0.2.1", "k")]
 
 
+@pytest.mark.components
 def test_bench_state_runs(tmp_path):
     """bench/state.py still works (one run, local store only)."""
     from qpsmtpd.testing import REPO_DIR

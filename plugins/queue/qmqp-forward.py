@@ -39,6 +39,7 @@ message is streamed from the spool in 64 KiB blocks.
 | the connection fails before the whole message was sent | the next server (it cannot have queued an incomplete message) |
 | `K` before the whole package was sent, or a `K` followed by a reset (the server closed with our bytes unread) | the next server: a yes for a message the server has not seen is no yes |
 | `D`/`Z` before the whole package was sent (e.g. too big) | `554`/`451` as above |
+| a connection reset instead of an answer (the server closed with our bytes unread) | the next server |
 | no valid answer after the whole message was sent (closed, timeout, garbage) | `451` at once: the server may have queued it, so it is not sent elsewhere |
 
 The 451 and 554 replies are sent by the plugin itself (it returns `DONE`).
@@ -177,6 +178,8 @@ class QmqpForward(Plugin):
                 return self.early(early)
             try:
                 answer = read_netstring(sock)
+            except ConnectionResetError as error:  # closed with our bytes unread: it cannot have queued
+                raise QmqpError(f"connection reset before an answer: {error}", retry=True) from error
             except (OSError, ValueError) as error:
                 raise QmqpError(f"no valid answer: {error}", retry=False) from error
             if answer[:1] == b"K" and not self.closed_cleanly(sock, timeout):
