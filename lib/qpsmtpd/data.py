@@ -85,29 +85,30 @@ class DataReceiver:
 
     def run(self) -> str:
         """'complete', 'incomplete' (EOF), 'barelf' or 'fault' (the message is read to its end)."""
-        pending = bytearray()
+        pending = b""  # the start of a line whose end has not arrived (no newline in it)
+        read_block = getattr(self.io, "read_block_fast", self.io.read_block)
         while True:
-            block = self.io.read_block()
+            block = read_block()
             if not block:
                 return "incomplete"
             searched = max(0, len(pending) - (len(TERMINATOR) - 1))
             old_length = len(pending)
-            pending += block
+            pending = pending + block if pending else block
             end = self._find_terminator(pending, searched)
             if end >= 0:
-                if not self._consume_safely(bytes(pending[:end]), final=True):
+                if not self._consume_safely(pending[:end], final=True):
                     return "barelf"
-                self.io.unread(bytes(pending[end + 3:]))
+                self.io.unread(pending[end + 3:])
                 return "fault" if self.fault or self.store_error is not None else "complete"
             cut = pending.rfind(b"\n", old_length) + 1  # older bytes hold no newline: they were cut
             if not cut:
                 cut = self._partial_cut(pending)
             if cut:
-                if not self._consume_safely(bytes(pending[:cut])):
+                if not self._consume_safely(pending if cut == len(pending) else pending[:cut]):
                     return "barelf"
-                del pending[:cut]
+                pending = pending[cut:]
 
-    def _partial_cut(self, pending: bytearray) -> int:
+    def _partial_cut(self, pending: bytes) -> int:
         """How much of a line without its end may be handled now (0: wait for more)."""
         limit = LONG_LINE_FLUSH
         if self.in_header and self.store_error is None:
@@ -117,7 +118,7 @@ class DataReceiver:
             return 0
         return len(pending) - (1 if pending.endswith(b"\r") else 0)
 
-    def _find_terminator(self, data: bytearray, start: int) -> int:
+    def _find_terminator(self, data: bytes, start: int) -> int:
         """Offset of the "." line that ends the message, or -1."""
         if start == 0 and self.at_line_start and self.prev_crlf and data.startswith(b".\r\n"):
             return 0
@@ -164,11 +165,16 @@ class DataReceiver:
         """Store one run of complete lines (or a flushed piece of a long line)."""
         if not data:
             return True
-        if not self._check_bare_lf(data):
+        if b"\n." not in data and not (self.at_line_start and data[:1] == b"."):
+            # the common case, one scan: no line starts with a dot, so there is nothing to
+            # unstuff and no bare-LF terminator (".\n" after a newline) to refuse
+            text = data.replace(b"\r\n", b"\n")
+        elif not self._check_bare_lf(data):
             return False
+        else:
+            text = unstuff(data.replace(b"\r\n", b"\n"), self.at_line_start)
         next_line_start = data.endswith(b"\n")
         next_prev_crlf = data.endswith(b"\r\n") if next_line_start else self.prev_crlf
-        text = unstuff(data.replace(b"\r\n", b"\n"), self.at_line_start)
         self.at_line_start = next_line_start
         self.prev_crlf = next_prev_crlf
         if self.in_header:
