@@ -108,3 +108,17 @@ def test_dead_socket_is_connection_failed(tmp_path):
     result = session(f"auth/auth_cvm_unix_local cvm_socket {path}", [plain("alice@example.test", "s3cret")])
     code, lines = result.replies()[2]
     assert code == 535 and lines[0].endswith("authcvm, connection failed")
+
+
+def test_forkserver_decides_per_connection(cvm):
+    """`qpsmtpd.py --listen` loads the plugins once for both ports: 587 declines, another port authenticates."""
+    import smtplib
+
+    from test_forkserver import forkserver
+    line = f"auth/auth_cvm_unix_local cvm_socket {cvm.socket_path}"
+    with forkserver(plugins=[line, "rcpt_ok"], listen=["127.0.0.1:587", "127.0.0.1:{port}"]) as server:
+        for port, expected in ((587, 535), (server.port, 235)):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.ehlo("client.test")
+                code, _text = client.docmd("AUTH", "PLAIN " + b64("\0alice@example.test\0s3cret"))
+                assert code == expected, (port, server.log())

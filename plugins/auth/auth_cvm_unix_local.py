@@ -24,7 +24,10 @@ In `config/plugins`:
 
 The port is the environment variable `PORT` when set, else the local port
 of the connection (`TCPLOCALPORT` under tcpserver); `SMTPS=1` counts as
-port 465.  Without `cvm_socket`, or when it is not a socket, the plugin
+port 465.  Started once per connection (tcpserver, xinetd, systemd), the
+plugin registers nothing on a disabled port, so AUTH is not offered there
+(unless another auth plugin offers it); under `qpsmtpd.py --listen`, which
+loads the plugins once for all ports, it declines on a disabled port.  Without `cvm_socket`, or when it is not a socket, the plugin
 logs an error and registers nothing.
 
 CRAM-MD5 is not offered: CVM needs the clear-text password.
@@ -80,12 +83,7 @@ class AuthCvmUnixLocal(Plugin):
         if not socket_path:
             self.log(LOGERROR, "skip: requires cvm_socket argument")
             return
-        port = self.listening_port()
-        if port in SMTP_PORTS and not self.opts["enable_smtp"]:
-            self.log(LOGDEBUG, "skip: enable_smtp=no")
-            return
-        if port == SSMTP_PORT and not self.opts["enable_ssmtp"]:
-            self.log(LOGDEBUG, "skip: enable_ssmtp=no")
+        if not self.port_enabled():
             return
         if not _is_socket(socket_path):
             self.log(LOGERROR, "skip: cvm_socket missing or not usable")
@@ -104,13 +102,26 @@ class AuthCvmUnixLocal(Plugin):
         return []
 
     def listening_port(self) -> str:
+        """The port the client connected to; "" when not known yet (a forkserver loading its plugins)."""
         if os.environ.get("PORT"):
             return os.environ["PORT"]
         if os.environ.get("SMTPS", "0") not in ("", "0"):
             return SSMTP_PORT
-        return self.connection.local_port or "25"
+        return self.connection.local_port
+
+    def port_enabled(self) -> bool:
+        port = self.listening_port()
+        if port in SMTP_PORTS and not self.opts["enable_smtp"]:
+            self.log(LOGDEBUG, "skip: enable_smtp=no")
+            return False
+        if port == SSMTP_PORT and not self.opts["enable_ssmtp"]:
+            self.log(LOGDEBUG, "skip: enable_ssmtp=no")
+            return False
+        return True
 
     def authcvm_plain(self, transaction, method, user, pass_clear, pass_hash, ticket=None):
+        if not self.port_enabled():  # plugins loaded once for many ports (forkserver)
+            return DECLINED
         if "\0" in user:
             self.log(LOGERROR, "deny: invalid username")
             return DENY, "authcvm, invalid username"
