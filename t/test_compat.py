@@ -112,3 +112,11 @@ def hook_rcpt(self, transaction, recipient, params):
     assert result.codes() == [220, 250, 250, 250, 550, 550, 221]
     assert result.replies()[4][1] == ["naughty: relay attempt"]
     assert result.replies()[5][1] == ["naughty: relay attempt"]
+
+
+def test_a_plugin_may_still_have_its_own_naughty_attribute():
+    plugin = make_plugin()
+    plugin.mark_naughty("listed")
+    assert plugin.naughty == "listed"
+    plugin.naughty = "mine"  # an older plugin's own attribute of that name keeps working
+    assert plugin.naughty == "mine" and plugin.connection.notes["naughty"] == "listed"
