@@ -245,3 +245,22 @@ def test_redis_without_redis_py_does_not_load(tmp_path, monkeypatch, clock):
     result = session(["HELO c.test", "QUIT"], ["greylisting redis 127.0.0.1:6379"])
     assert result.codes() == [421]
     assert log_lines(result, "python3-redis")
+
+
+@pytest.mark.components
+@pytest.mark.parametrize("python", sorted({sys.executable, "/usr/bin/python3"}))
+def test_redis_store_from_a_real_process(redis_daemon, python):
+    """qpsmtpd.py on each interpreter that has redis-py (Debian's python3-redis 4.3 is loaded
+    with stand-ins for asyncio and importlib.metadata, newer versions without): greylisting
+    over Redis refuses the first try and counts the second."""
+    from state_support import flush_redis
+    probe = subprocess.run([python, "-c", "import redis"], capture_output=True)
+    assert probe.returncode == 0, f"{python} has no redis-py (.ci/packages.d/state.txt installs python3-redis)"
+    flush_redis(redis_daemon.port)
+    install = runnable_install([f"greylisting redis 127.0.0.1:{redis_daemon.port}", "rcpt_ok"])
+    env = {"PATH": "/usr/bin:/bin", "TCPREMOTEIP": "192.0.2.1", "HOME": install}
+    for expected in ("initial DENYSOFT, unknown", "black DENYSOFT - 1 deferred connections"):
+        run = subprocess.run([python, os.path.join(install, "qpsmtpd.py")], capture_output=True, timeout=60,
+                             input=dialogue(["HELO c.test", "MAIL FROM:<a@b.test>", "QUIT"]), env=env)
+        assert reply_codes(run.stdout) == [220, 250, 450, 221], run.stderr
+        assert expected.encode() in run.stderr
