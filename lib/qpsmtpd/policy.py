@@ -64,6 +64,17 @@ def reject_type_code(name: Any, default: int = DENY) -> int:
     return REJECT_TYPES.get(str(name or "").strip().lower(), default)
 
 
+class _PendingNaughty:
+    """`plugin.naughty`: the pending deferred rejection (the connection's, else the
+    message's); falsy when none.  A getter only, so a plugin that has its own
+    attribute or method called `naughty` (plugins/naughty.py) keeps it."""
+
+    def __get__(self, plugin: Any, owner: Any = None) -> Any:
+        if plugin is None:
+            return self
+        return plugin.connection.notes.get("naughty") or plugin.transaction.notes.get("naughty")
+
+
 class PolicyMixin:
     """Helpers every plugin inherits (see docs/writing-plugins.md)."""
 
@@ -194,6 +205,8 @@ class PolicyMixin:
         return True
 
     # -- immunity and naughtiness ---------------------------------------------
+    naughty = _PendingNaughty()
+
     def is_relay_client(self: Any) -> bool:
         """True when this connection may relay (`relay`, AUTH, or the `relayclient` note)."""
         connection = self.connection
@@ -212,11 +225,6 @@ class PolicyMixin:
             self.log(LOGINFO, "skip, whitelisted sender")
             return True
         return False
-
-    @property
-    def naughty(self: Any) -> Any:
-        """The pending deferred rejection (connection's, else message's); falsy when none."""
-        return self.connection.notes.get("naughty") or self.transaction.notes.get("naughty")
 
     def mark_naughty(self: Any, reason: Any = True) -> bool:
         """Mark the connection naughty and rejected (a pending naughty message is
