@@ -145,7 +145,7 @@ def main() -> int:
                 run = harness.session_run(meter, server)
                 codes = [code for code, _text in run.replies]
                 if codes != EXPECTED or len(harness.read_qq_log(qq_log)) != before + 1:
-                    problems.append(f"{name}: replies {run.replies[-3:]}")
+                    problems.append(f"{name}: exit status {run.status}, replies {run.replies[-3:]}")
                 results[name]["wall"].add(run.wall * 1000)
                 results[name]["cpu"].add(run.cpu_ms)
                 results[name]["rss"].add(run.maxrss_kib / 1024)
