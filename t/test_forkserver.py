@@ -389,3 +389,26 @@ def test_golden_sessions_through_the_forkserver(path):
     from sessionfile import run_session_file
 
     run_session_file(path, forkserver=True)
+
+
+def test_a_plugin_is_told_it_runs_under_the_forkserver(tmp_path):
+    """`self.qp.forkserver`: True for plugins loaded by the long-lived parent; register runs once there."""
+    (tmp_path / "where.py").write_text(
+        "import os\n"
+        "from qpsmtpd.constants import LOGWARN\n"
+        "def register(self, qp):\n"
+        "    self.loaded_in = os.getpid()\n"
+        "def hook_connect(self, transaction):\n"
+        "    self.log(LOGWARN, f'forkserver={self.qp.forkserver} loaded_in={self.loaded_in} session={os.getpid()}')\n")
+    with forkserver(plugins=["where", "rcpt_ok"], config={"plugin_dirs": [str(tmp_path)]}) as server:
+        greeting(server.port)
+        greeting(server.port)
+        wait_for(lambda: server.log().count("forkserver=True") == 2)
+        lines = [line for line in server.log().splitlines() if "forkserver=True" in line]
+        loaded = {line.split("loaded_in=")[1].split()[0] for line in lines}
+        sessions = {line.split("session=")[1] for line in lines}
+        assert loaded == {str(server.proc.pid)}  # loaded once, in the parent
+        assert len(sessions) == 2 and str(server.proc.pid) not in sessions  # each session its own process
+    from qpsmtpd.testing import run_session
+    result = run_session(["QUIT"], config={"plugins": ["where"], "plugin_dirs": [str(tmp_path)]})
+    assert any("forkserver=False" in line for line in result.log)
