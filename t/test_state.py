@@ -264,3 +264,49 @@ def test_redis_store_from_a_real_process(redis_daemon, python):
                              input=dialogue(["HELO c.test", "MAIL FROM:<a@b.test>", "QUIT"]), env=env)
         assert reply_codes(run.stdout) == [220, 250, 450, 221], run.stderr
         assert expected.encode() in run.stderr
+
+
+@pytest.fixture(scope="module")
+def redis_with_password():
+    """A private redis-server that wants a password (built like components.redis_server)."""
+    import components
+
+    password = "pw-for-the-test"
+
+    def start():
+        base = components.private_dir("redis-auth-")
+        port = components.free_port()
+        log = base / "redis.log"
+        argv = [components.find_binary("redis-server"), "--bind", components.LOCALHOST, "--port", str(port),
+                "--save", "", "--appendonly", "no", "--dir", str(base), "--requirepass", password,
+                "--logfile", str(log)]
+        proc = components._spawn(argv, base / "redis.out")
+        return components.Daemon("redis-server", proc, base, log, port=port)
+
+    def ready(daemon):
+        return components._answers(lambda: components.tcp_exchange(
+            daemon.port, b"PING\r\n", until=b"\r\n").startswith(b"-NOAUTH"))
+
+    with components._running(start, ready) as daemon:
+        yield daemon, password
+
+
+@pytest.mark.components
+def test_state_redis_with_password_file(redis_with_password, tmp_path, clock):
+    """config/state_redis names the server for every plugin; password_file= authenticates;
+    a wrong password is a logged fallback like a server that is down."""
+    daemon, password = redis_with_password
+    (tmp_path / "pw").write_text(password + "\n")
+    (tmp_path / "bad").write_text("wrong\n")
+    mail = ["HELO c.test", "MAIL FROM:<a@sender.test>", "QUIT"]
+    good = [f"127.0.0.1:{daemon.port} password_file={tmp_path / 'pw'} timeout=1"]
+    assert session(mail, ["greylisting"], state_redis=good).replies()[2][0] == 450
+    clock.advance(3001)
+    second = session(mail, ["greylisting"], state_redis=good)
+    assert second.replies()[2][0] == 250 and log_lines(second, "pass: timed out (grey)")
+    from state_support import forget_process_state
+    forget_process_state()
+    bad = [f"127.0.0.1:{daemon.port} password_file={tmp_path / 'bad'}"]
+    refused = session(mail, ["greylisting"], state_redis=bad)
+    assert refused.replies()[2][0] == 250
+    assert log_lines(refused, "UNABLE TO OBTAIN GREYLIST RESULT") and log_lines(refused, "redis store")
