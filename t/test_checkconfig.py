@@ -177,6 +177,7 @@ def make_certificate(directory: Path, name: str, expired: bool = False) -> tuple
     return str(cert), str(key)
 
 
+@pytest.mark.components
 def test_tls_certificate_and_key(site, tmp_path):
     cert, key = make_certificate(tmp_path, "good")
     other_cert, other_key = make_certificate(tmp_path, "other")

@@ -338,6 +338,7 @@ def test_clamd_custom_signatures() -> None:
             assert c.recv_until(sock, b"\0") == b"PONG\0"
 
 
+@pytest.mark.components
 def test_make_cert_verifies_for_127_0_0_1(tmp_path: Path) -> None:
     cert, key = c.make_cert(tmp_path)
     assert key.stat().st_mode & 0o777 == 0o600

@@ -58,6 +58,7 @@ def received_line(message: bytes) -> str:
 
 
 # -- smtplib over a socket pair ---------------------------------------------------------
+@pytest.mark.components
 def test_starttls_login_and_headers_byte_for_byte(cert):
     install = tls_install(cert)
     sock, proc = spawn_on_socketpair(install)
@@ -82,6 +83,7 @@ def test_starttls_login_and_headers_byte_for_byte(cert):
     install.cleanup()
 
 
+@pytest.mark.components
 def test_starttls_without_auth_is_esmtps(cert):
     install = tls_install(cert)
     sock, proc = spawn_on_socketpair(install)
@@ -96,6 +98,7 @@ def test_starttls_without_auth_is_esmtps(cert):
     install.cleanup()
 
 
+@pytest.mark.components
 def test_session_reset_after_starttls(cert):
     install = tls_install(cert, tls_before_auth="0")
     sock, proc = spawn_on_socketpair(install)
@@ -116,6 +119,7 @@ def test_session_reset_after_starttls(cert):
     install.cleanup()
 
 
+@pytest.mark.components
 def test_starttls_syntax_and_sequence(cert):
     install = tls_install(cert)
     sock, proc = spawn_on_socketpair(install)
@@ -139,6 +143,7 @@ def test_no_certificate_no_starttls(tmp_path):
     install.cleanup()
 
 
+@pytest.mark.components
 def test_tls_before_auth(cert):
     install = tls_install(cert, tls_before_auth="1")
     sock, proc = spawn_on_socketpair(install)
@@ -165,6 +170,7 @@ def read_reply(stream) -> list[bytes]:
             return lines
 
 
+@pytest.mark.components
 def test_plaintext_after_starttls_is_discarded(cert):
     install = tls_install(cert)
     sock, proc = spawn_on_socketpair(install)
@@ -189,6 +195,7 @@ def test_plaintext_after_starttls_is_discarded(cert):
     assert "dispatching rset" not in log.lower() and "evil" not in log
 
 
+@pytest.mark.components
 def test_failed_handshake_ends_connection(cert):
     install = tls_install(cert)
     sock, proc = spawn_on_socketpair(install)
@@ -209,6 +216,7 @@ def test_failed_handshake_ends_connection(cert):
 
 # -- SMTPS ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("env", [{"SMTPS": "1"}, {"TCPREMOTEIP": "192.0.2.7", "TCPLOCALPORT": "465"}])
+@pytest.mark.components
 def test_implicit_tls_on_socketpair(cert, env):
     install = tls_install(cert, env=env)
     sock, proc = spawn_on_socketpair(install)
@@ -225,6 +233,7 @@ def test_implicit_tls_on_socketpair(cert, env):
     install.cleanup()
 
 
+@pytest.mark.components
 def test_implicit_tls_with_plain_client_is_disconnected(cert):
     install = tls_install(cert, env={"SMTPS": "1"})
     sock, proc = spawn_on_socketpair(install)
@@ -293,6 +302,7 @@ def test_tcpserver_starttls_and_smtps(cert):
 
 
 # -- start-up cost -------------------------------------------------------------------------------
+@pytest.mark.components
 def test_ssl_not_imported_unless_tls_is_used(cert):
     install = tls_install(cert)
     result = subprocess.run([PYTHON, "-X", "importtime", QPSMTPD], input=b"EHLO client.test\r\nQUIT\r\n",
@@ -305,6 +315,7 @@ def test_ssl_not_imported_unless_tls_is_used(cert):
     install.cleanup()
 
 
+@pytest.mark.components
 def test_big_message_and_pipelined_commands_inside_tls(cert):
     install = tls_install(cert)
     sock, proc = spawn_on_socketpair(install)
