@@ -201,7 +201,10 @@ class LocalStore(Store):
         db = _open_dbs.get(self.path)
         if db is not None:
             return db
-        sqlite = _import_sqlite()
+        try:
+            sqlite = _import_sqlite()
+        except ImportError as error:  # a Python built without SQLite
+            raise StateError(f"{self.describe()}: Python's sqlite3 module is missing ({error})") from None
         try:
             if not os.path.exists(self.path):
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # never world-readable
