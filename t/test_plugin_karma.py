@@ -171,3 +171,11 @@ def test_tool_usage_errors(tmp_path):
     missing = subprocess.run([sys.executable, script, "list", "--db-dir", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=30)
     assert missing.returncode == 1 and "not a writable directory" in missing.stderr
+
+
+def test_ipv6_client(backend, clock, plugin_dir):
+    args = f"{backend.args()} reject connect"
+    connect(plugin_dir, args, adjust=-5, ip="2001:db8::25")
+    assert connect(plugin_dir, args, ip="2001:db8::25").codes() == [550]
+    listing = tool(backend, "search", "2001:db8::25")
+    assert "2001:db8::25" in listing.stdout and "totals: 1 naughty" in listing.stdout

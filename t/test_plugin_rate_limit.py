@@ -131,3 +131,12 @@ def test_concurrency_across_processes(backend):
     after = spawn_session(install, [])  # the slots were given back
     out, _err = after.communicate(dialogue(["HELO c.test", "QUIT"]), timeout=20)
     assert reply_codes(out) == [220, 250, 221]
+
+
+def test_ipv6_network_grouping(backend, clock):
+    plugin = [f"rate_limit {backend.args()} rcpt 1/1h network6 64"]
+    assert session(rcpts(1), plugin, ip="2001:db8:1:2::10").codes()[3] == 250
+    result = session(rcpts(1), plugin, ip="2001:db8:1:2::99")
+    assert result.codes()[3] == 450
+    assert log_lines(result, "2001:db8:1:2::/64 rcpt 2/1 in 1h")
+    assert session(rcpts(1), plugin, ip="2001:db8:1:3::10").codes()[3] == 250
