@@ -11,7 +11,7 @@ clash) or a unix socket, and stops it afterwards.
 * `stunnel(backend_port)` — a TLS server (`protocol = proxy`: stunnel sends
   a PROXY v1 header to the backend); `.port`, `.cert` (the CA file).
 * `dovecot_lmtp()` — Dovecot's `lmtp` service alone (no IMAP, no auth
-  daemon): a passwd-file user store (`alice`, `bob`, `jörg` in the domain
+  daemon): a passwd-file user store (`alice`, `bob`, `carol` in the domain
   `example.test`), mail in `mail/<user>/Maildir`, an LMTP unix socket and a
   TCP listener.  `.maildir(user)` lists the delivered messages.
 """
@@ -24,6 +24,7 @@ import os
 import pwd
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -123,13 +124,22 @@ def stunnel(backend_port: int) -> Iterator[Stunnel]:
 # ---------------------------------------------------------------------------
 # Dovecot LMTP
 # ---------------------------------------------------------------------------
-DOVECOT_USERS = ("alice", "bob", "jörg")
+DOVECOT_USERS = ("alice", "bob", "carol")
 
 
 @dataclasses.dataclass
 class DovecotLmtp(Daemon):
     socket_path: Path | None = None
     mail_dir: Path | None = None
+    quotas: dict[str, str | None] = dataclasses.field(default_factory=dict)
+
+    def set_quota(self, user: str, rule: str | None) -> None:
+        """Give `user` a quota rule (`*:storage=1K`), or none; Dovecot re-reads the file.
+
+        Dovecot looks at the file's mtime at most once a second: the wait makes the change seen."""
+        self.quotas[user] = rule
+        write_users(self.base_dir / "users", self.mail_dir, self.quotas)  # type: ignore[arg-type]
+        time.sleep(1.1)
 
     def maildir(self, user: str) -> list[bytes]:
         """Messages delivered to `user` (new/ and cur/), oldest first."""
@@ -139,9 +149,27 @@ class DovecotLmtp(Daemon):
         return [path.read_bytes() for path in sorted(files, key=lambda path: path.stat().st_mtime_ns)]
 
 
+def write_users(path: Path, mail: Path, quotas: dict[str, str | None]) -> None:
+    nobody = pwd.getpwnam("nobody")
+    lines = []
+    for user in DOVECOT_USERS:
+        extra = f"userdb_quota_rule={quotas[user]}" if quotas.get(user) else ""
+        lines.append(f"{user}:{{PLAIN}}secret:{nobody.pw_uid}:{nobody.pw_gid}::{mail}/{user}::{extra}\n")
+    previous = path.stat().st_mtime if path.exists() else 0.0
+    temporary = path.with_suffix(".new")
+    temporary.write_text("".join(lines), encoding="utf-8")
+    temporary.rename(path)
+    stamp = max(time.time(), previous + 1)  # Dovecot re-reads the file when its mtime changes
+    os.utime(path, (stamp, stamp))
+
+
 @contextlib.contextmanager
 def dovecot_lmtp() -> Iterator[DovecotLmtp]:
-    """Dovecot (`dovecot -F`) running only its lmtp service, as root with mail owned by `nobody`."""
+    """Dovecot (`dovecot -F`) running only its lmtp service, as root with mail owned by `nobody`.
+
+    The quota plugin is loaded with `quota_full_tempfail = yes`, so a user over quota gets a
+    temporary per-recipient failure after DATA (452 4.2.2): a real partial delivery.
+    """
     binary = find_binary("dovecot")
     nobody = pwd.getpwnam("nobody")
 
@@ -152,8 +180,7 @@ def dovecot_lmtp() -> Iterator[DovecotLmtp]:
         mail.mkdir()
         os.chown(mail, nobody.pw_uid, nobody.pw_gid)
         users = base / "users"
-        users.write_text("".join(f"{user}:{{PLAIN}}secret:{nobody.pw_uid}:{nobody.pw_gid}::{mail}/{user}::\n"
-                                 for user in DOVECOT_USERS), encoding="utf-8")
+        write_users(users, mail, {})
         port = free_port()
         run = base / "run"
         run.mkdir()
@@ -166,6 +193,7 @@ def dovecot_lmtp() -> Iterator[DovecotLmtp]:
             f"last_valid_uid = {nobody.pw_uid}", "first_valid_gid = 0",
             "default_internal_user = nobody", "default_login_user = nobody", "default_internal_group = nogroup",
             "lmtp_save_to_detail_mailbox = no", "recipient_delimiter = +",
+            "mail_plugins = quota", "quota_full_tempfail = yes", "plugin {", "  quota = maildir:User quota", "}",
             "auth_username_format = %n", "lmtp_rcpt_check_quota = no",
             "passdb {", "  driver = passwd-file", f"  args = {users}", "}",
             "userdb {", "  driver = passwd-file", f"  args = {users}", "}",
