@@ -1,7 +1,8 @@
 """Tests of the example plugin of docs/writing-plugins.md, written with the project's harness.
 
-t/test_writing_plugins_doc.py runs them (so the guide cannot rot); on their own:
-`python3 -m pytest -q docs/examples/test_message_limits.py` with lib/ on PYTHONPATH.
+t/test_writing_plugins_doc.py runs them, so the guide cannot rot:
+`python3 -m pytest -q t/test_writing_plugins_doc.py` (t/conftest.py puts lib/ on sys.path;
+your own tests need the same: `qpsmtpd` must be the package of lib/, not qpsmtpd.py).
 """
 
 import os
