@@ -189,6 +189,7 @@ def test_redis_py_not_loaded_without_redis(tmp_path):
     imported = [line.split("|")[-1].strip() for line in run.stderr.decode().splitlines() if "|" in line]
     assert "_sqlite3" in imported
     assert not [name for name in imported if name.split(".")[0] in ("redis", "functools", "sqlite3")]
+    assert "qpsmtpd.state_redis" not in imported
 
 
 def test_damaged_local_file_is_set_aside(tmp_path, clock):
