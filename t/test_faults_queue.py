@@ -2,7 +2,10 @@
 
 The rule, for every case: the client gets 250 if and only if the message was
 delivered exactly once; otherwise a 4xx/5xx and nothing delivered (no copy
-for some recipients, no second copy on the client's retry).
+for some recipients, no second copy on the client's retry).  queue/lmtp
+gets the per-recipient form of the rule (LMTP cannot take back a copy a
+recipient already has): over the client's retries nobody gets a second
+copy, and 250 comes only when everybody has exactly one.
 
 Real components where they can fail on demand: the qmail-queue test double
 (t/bin: exit codes, signals, delays), Postfix (cleanup, qmqpd, smtpd) in a
@@ -445,3 +448,90 @@ def test_postfix_queue_real_cleanup_once(pf):
 
 def test_postfix_queue_no_socket(tmp_path):
     assert_rule(run(f"queue/postfix-queue {tmp_path / 'none'}"), 0, False)
+
+
+# -- lmtp ----------------------------------------------------------------------------------
+# LMTP answers per recipient, so a partly failed message cannot be taken back; queue/lmtp
+# journals the recipients that got it and skips them when the client retries.  The rule
+# here is the per-recipient form: over the client's retries no recipient gets a second
+# copy, and the answer is 250 only when every recipient has exactly one.
+
+def lmtp_server(plan: dict):
+    """`plan`: recipient (lower case) -> list of outcomes, one per attempt: "ok", "rcpt 4xx",
+    "rcpt 5xx", "data 4xx", "data 5xx", "drop" (close after the dot, nothing delivered)."""
+    attempts: dict[str, int] = {}
+
+    def outcome(rcpt: str) -> str:
+        steps = plan.get(rcpt, ["ok"])
+        return steps[min(attempts.get(rcpt, 0), len(steps) - 1)]
+
+    def handler(server, conn):
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 scripted LMTP\r\n")
+        accepted: list[str] = []
+        while True:
+            line = reader.readline()
+            if not line:
+                return
+            upper = line.upper()
+            if upper.startswith(b"RCPT TO:<"):
+                rcpt = line[9:line.index(b">")].decode().lower()
+                step = outcome(rcpt)
+                if step.startswith("rcpt"):
+                    attempts[rcpt] = attempts.get(rcpt, 0) + 1
+                    conn.sendall(b"450 4.2.1 later\r\n" if "4xx" in step else b"550 5.1.1 unknown\r\n")
+                else:
+                    accepted.append(rcpt)
+                    conn.sendall(b"250 2.1.5 ok\r\n")
+            elif upper.startswith(b"DATA"):
+                conn.sendall(b"354 go\r\n")
+                while reader.readline() not in (b".\r\n", b""):
+                    pass
+                replies = []
+                for rcpt in accepted:
+                    step = outcome(rcpt)
+                    attempts[rcpt] = attempts.get(rcpt, 0) + 1
+                    if step == "drop":
+                        return
+                    if step == "ok":
+                        server.complete.append(rcpt)
+                        replies.append(b"250 2.0.0 delivered\r\n")
+                    else:
+                        replies.append(b"452 4.2.2 full\r\n" if "4xx" in step else b"552 5.2.2 over quota\r\n")
+                conn.sendall(b"".join(replies))
+            elif upper.startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+    return handler
+
+
+LMTP_CASES = {
+    "all delivered": {},
+    "one recipient 4xx after the dot": {"carol@example.test": ["data 4xx", "ok"]},
+    "one recipient 4xx at RCPT": {"carol@example.test": ["rcpt 4xx", "ok"]},
+    "connection dropped after the dot": {"bob@example.test": ["drop", "ok"]},
+    "one recipient 5xx after the dot": {"carol@example.test": ["data 5xx"]},
+    "one recipient 5xx at RCPT": {"carol@example.test": ["rcpt 5xx"]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(LMTP_CASES))
+def test_lmtp_retries_never_deliver_twice(tmp_path, case):
+    server = Scripted(lmtp_server(LMTP_CASES[case]))
+    recipients = ("bob@example.test", "carol@example.test")
+    config = {"lmtp_timeout": "1", "lmtp_journal_dir": str(tmp_path / "journal")}
+    codes = []
+    try:
+        for _attempt in range(4):  # the client retries a 4xx, stops at 250 or 5xx
+            code = final_reply(run(f"queue/lmtp 127.0.0.1:{server.port}", SMALL, recipients, config=config))
+            codes.append(code)
+            if code == 250 or code >= 500:
+                break
+    finally:
+        server.close()
+    copies = {rcpt: server.complete.count(rcpt) for rcpt in recipients}
+    assert all(count <= 1 for count in copies.values()), (codes, copies)
+    assert (codes[-1] == 250) == all(count == 1 for count in copies.values()), (codes, copies)
+    assert all(400 <= code < 600 for code in codes[:-1]), codes
