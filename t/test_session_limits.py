@@ -179,3 +179,13 @@ def test_command_time_limit_for_a_trickling_client(install):
     assert time.monotonic() - started < 5
     assert data.startswith(b"421 ")
     proc.stderr.close()
+
+
+def test_swaks_pipe_queues_exactly_once(install):
+    """The real case of point 6: swaks --pipe runs the server with SIGCHLD ignored."""
+    make, _spool, qq = install
+    result = subprocess.run(["swaks", "--pipe", f"{sys.executable} {QPSMTPD}", "-f", "a@client.test",
+                             "-t", "b@example.test", "--helo", "client.test", "--body", "once"],
+                            env=make(), capture_output=True, timeout=30)
+    assert b"<-  250 Queued!" in result.stdout, result.stdout[-2000:]
+    assert len(qq_double_messages(qq)) == 1
