@@ -14,6 +14,9 @@ INSTALL_DIR = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, os.path.join(INSTALL_DIR, "lib"))
 
 if __name__ == "__main__":
+    if sys.flags.no_site:  # `python3 -I -S`, as the deploy recipes start it: site-packages when needed
+        from qpsmtpd.sitepath import install
+        install()
     if "--listen" in sys.argv[1:2]:  # the forkserver: plugins loaded once, a forked process per connection
         from qpsmtpd.forkserver import main as serve
         sys.exit(serve(INSTALL_DIR, sys.argv[1:]))
