@@ -241,13 +241,11 @@ class Plugin(PolicyMixin, PerlPluginNames):
         init = getattr(self, "init", None)
         if callable(init):
             init(qp, *args)
-        for hook in HOOKS:
-            method_name = hook_method_name(hook)
+        for hook, method_name in _HOOK_METHODS:
             if callable(getattr(self, method_name, None)):
                 self.register_hook(hook, method_name)
-        for attribute in dir(type(self)):
-            if attribute.startswith("hook_auth_") and attribute not in _STANDARD_METHODS:
-                self.register_hook("auth-" + attribute[len("hook_auth_"):].replace("_", "-"), attribute)
+        for attribute in _own_auth_methods(type(self)):
+            self.register_hook("auth-" + attribute[len("hook_auth_"):].replace("_", "-"), attribute)
         register = getattr(self, "register", None)
         if callable(register):
             register(qp, *args)
@@ -292,7 +290,18 @@ def split_result(result: Any) -> tuple[int, list[Any]]:
     return normalize_result(result, "")
 
 
-_STANDARD_METHODS = frozenset(hook_method_name(hook) for hook in HOOKS)
+_HOOK_METHODS = tuple((hook, hook_method_name(hook)) for hook in HOOKS)
+_STANDARD_METHODS = frozenset(method for _hook, method in _HOOK_METHODS)
+
+
+def _own_auth_methods(plugin_class: type) -> list[str]:
+    """`hook_auth_<mech>` methods for mechanisms beyond the standard ones (cached per class)."""
+    found = plugin_class.__dict__.get("_qp_auth_methods")
+    if found is None:
+        found = [name for name in dir(plugin_class)
+                 if name.startswith("hook_auth_") and name not in _STANDARD_METHODS]
+        plugin_class._qp_auth_methods = found  # type: ignore[attr-defined]
+    return found
 _CONSTANT_NAMESPACE: dict[str, Any] = {name: getattr(constants, name) for name in constants.__all__}
 _CONSTANT_NAMESPACE["split_result"] = split_result
 
