@@ -143,7 +143,7 @@ class SmtpIO:
         Waits at most the read timeout, and never past `deadline` (a command's)
         or the session's deadline: past either, `Timeout`.
         """
-        if self.eof or getattr(self.transport, "broken", False):
+        if self.eof or self.client_gone():
             self.eof = True
             return False
         wait = self.timeout if timeout is None else timeout
@@ -175,7 +175,7 @@ class SmtpIO:
 
     def _fill_check(self) -> bool:
         """The waiting part of _fill: True when a read may go ahead, False at end of input."""
-        if self.eof or getattr(self.transport, "broken", False):
+        if self.eof or self.client_gone():
             self.eof = True
             return False
         wait = self.timeout
@@ -187,6 +187,11 @@ class SmtpIO:
         if not self.transport.pending() and not self.transport.wait_readable(wait):
             raise Timeout()
         return True
+
+    def client_gone(self) -> bool:
+        """True once a write failed or timed out (on the plain transport or the one under TLS)."""
+        transport = self.transport
+        return bool(getattr(transport, "broken", False) or getattr(getattr(transport, "raw", None), "broken", False))
 
     def readline(self, limit: int) -> bytes | None:
         """The next line without its CRLF/LF, or None at end of input.
