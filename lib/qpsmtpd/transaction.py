@@ -183,6 +183,14 @@ class Transaction:
                 return
             yield block
 
+    def body_region(self) -> tuple[int, int, int] | None:
+        """(file descriptor, offset, length) of the body in the spool file, flushed, for
+        `os.sendfile`; None while the body is still in memory."""
+        if self._file is None:
+            return None
+        self._file.flush()
+        return self._file.fileno(), self._body_start, self._size - self._body_start
+
     def message_size(self) -> int:
         """Size of what `iter_message()` yields."""
         header = len(self.header.as_bytes()) if self.header is not None else 0
