@@ -100,3 +100,55 @@ def test_perl_arguments_load_typed_without_warnings(line, opts):
     plugin = loaded(result, line.split()[0])
     assert plugin.argument_warnings == []
     assert {key: plugin.opts[key] for key in opts} == opts
+
+
+# The argument keys each Perl plugin read (its POD and its code), e.g.
+# `git -C <perl qpsmtpd> show HEAD:plugins/dnsbl`.  Positional words are in POSITIONAL.
+PERL_KEYS = {
+    "auth/auth_checkpassword": ["checkpw", "true"],
+    "auth/auth_vpopmaild": ["host", "port"],
+    "badmailfrom": ["reject", "reject_type"],
+    "bogus_bounce": ["action", "reject", "reject_type"],
+    "dkim": ["reject", "reject_type"],
+    "dmarc": ["reject", "reject_type", "reporting"],
+    "dnsbl": ["reject", "reject_type", "timeout"],
+    "earlytalker": ["action", "check-at", "defer-reject", "reject", "reject_type", "wait"],
+    "fcrdns": ["reject", "reject_type", "timeout"],
+    "headers": ["future", "past", "reject", "reject_type", "require"],
+    "helo": ["dns_timeout", "policy", "reject", "reject_type", "timeout"],
+    "help": ["help_dir", "not_implemented"],
+    "loadcheck": ["cache_time", "max_load", "uptime"],
+    "logging/adaptive": ["accept", "prefix", "reject"],
+    "logging/file": ["loglevel", "nosplit", "reopen", "tsformat"],
+    "logging/syslog": ["facility", "ident", "loglevel", "logsock", "priority"],
+    "naughty": ["reject", "reject_type"],
+    "rcpt_map": ["default", "domain", "file"],
+    "relay": ["only"],
+    "resolvable_fromhost": ["reject", "reject_type"],
+    "rhsbl": ["reject", "reject_type"],
+    "sender_permitted_from": ["no_dmarc_policy", "reject", "spf_deny"],
+    "uribl": ["action", "check-headers", "checkip", "mask", "scan-headers", "timeout"],
+    "whitelist": ["merge", "per_recipient"],
+}
+POSITIONAL = {
+    "auth/auth_imap": 2, "bogus_bounce": 1, "connection_time": 1, "count_unrecognized_commands": 1,
+    "dnsbl": 1, "logging/connection_id": 1, "logging/transaction_id": 1, "logging/warn": 1, "loop": 1,
+    "noop_counter": 1, "random_error": 1, "rhsbl": 1, "tls": 4, "user_config": 1,
+}
+
+
+def spec_of(name):
+    from qpsmtpd.plugin import PluginLoader
+    from qpsmtpd.qp import Qpsmtpd
+    from qpsmtpd.testing import make_install
+
+    loader = PluginLoader(Qpsmtpd(make_install({})), [PLUGINS_DIR])
+    return loader.load_class(name).arguments
+
+
+@pytest.mark.parametrize("name", sorted(set(PERL_KEYS) | set(POSITIONAL)))
+def test_every_perl_argument_is_still_accepted(name):
+    spec = spec_of(name)
+    for key in PERL_KEYS.get(name, []):
+        assert spec.option(key) is not None, f"{name}: {key}"
+    assert len(spec.positional) == POSITIONAL.get(name, 0)
