@@ -36,6 +36,7 @@ the connection 1 karma.
     naughty reject data
 """
 
+from qpsmtpd.address import ascii_domain
 from qpsmtpd.constants import DECLINED, LOGWARN, LOGINFO, LOGDEBUG
 from qpsmtpd.args import Arguments
 from qpsmtpd.policy_args import reject_option, reject_type_option
@@ -53,7 +54,7 @@ def hook_mail(self, transaction, sender, params=None):
     lines = self.qp.config("badmailfrom")
     if not self.sender_is_checkable(sender, lines):
         return DECLINED
-    host = sender.host.lower()
+    host = ascii_domain(sender.host)  # IDNA: listed and sent domains compare as A-labels
     sender_text = f"{sender.user.lower()}@{host}"
     for line in lines:
         parts = line.strip().split(None, 1)
@@ -79,6 +80,9 @@ def is_match(self, sender_text, bad, host):
             self.log(LOGDEBUG, f"badmailfrom pattern ({bad}) match for {sender_text}")
         return bool(found)
     bad = bad.lower()
+    if not bad.isascii() and "@" in bad:
+        local, _at, domain = bad.rpartition("@")
+        bad = f"{local}@{ascii_domain(domain)}"
     if "@" not in bad:
         self.log(LOGWARN, f"badmailfrom: bad config: no @ sign in {bad}")
         return False

@@ -36,6 +36,7 @@ running hook and accept `scope="connection"|"transaction"` to override it.
 from __future__ import annotations
 
 
+from .address import ascii_domain
 from .constants import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG,
                         LOGINFO)
 
@@ -160,7 +161,7 @@ class PolicyMixin:
         if not recipient:
             return None
         if recipient.host:
-            host = recipient.host.lower()
+            host = ascii_domain(recipient.host)  # IDNA: a U-label domain is looked up as its A-label
             local_ip = self.connection.local_ip
             if local_ip and host in (f"[{local_ip}]", f"[ipv6:{local_ip}]".lower()):
                 return str(self.qp.config_value("localiphost") or self.qp.config_value("me", "")).lower()
@@ -172,7 +173,7 @@ class PolicyMixin:
     def is_local_domain(self: Any, host: str) -> bool:
         """True when `host` is `me`, in `rcpthosts` (`.domain` for subdomains) or `morercpthosts.cdb`."""
         for allowed in self.qp.config("me") + self.qp.config("rcpthosts"):
-            allowed = allowed.strip().lower()
+            allowed = ascii_domain(allowed.strip())
             if not allowed:
                 continue
             if host == allowed:

@@ -45,6 +45,7 @@ class SMTP(Qpsmtpd):
         self._disconnected = False
         self._auth_mechanisms: dict[str, bool] | None = None
         self._esc_enabled: bool | None = None
+        self._smtputf8_enabled: bool | None = None
         self._deferred_data_verdict: HookResult | None = None
         self._replies_at_quit = -1
 
@@ -81,6 +82,22 @@ class SMTP(Qpsmtpd):
             value = str(self.config_value("enhancedstatuscodes", "0") or "0").strip().lower()
             self._esc_enabled = value not in ("", "0", "no", "off", "false")
         return self._esc_enabled
+
+    def smtputf8_enabled(self) -> bool:
+        """RFC 6531 SMTPUTF8: on unless config/smtputf8 says 0/no/off."""
+        if self._smtputf8_enabled is None:
+            value = str(self.config_value("smtputf8", "1") or "1").strip().lower()
+            self._smtputf8_enabled = value not in ("0", "no", "off", "false")
+        return self._smtputf8_enabled
+
+    def parse_address(self, text: str, utf8: bool = False) -> Address | None:
+        """`self.address(text)`, with RFC 6531 addresses allowed when `utf8`."""
+        if not utf8:
+            return self.address(text)
+        address = Address.parse(text, utf8=True)
+        if address is not None:
+            address.qp = self
+        return address
 
     # -- answers from the reply table -----------------------------------------
     def answer(self, hook: str, result: HookResult, **fill: str) -> Rule | None:
@@ -311,6 +328,8 @@ class SMTP(Qpsmtpd):
                 capabilities.append("AUTH " + " ".join(mechanisms))
         size = self.config_value("databytes")
         lines = [self._hi_message(), "PIPELINING", "8BITMIME"]
+        if self.smtputf8_enabled():
+            lines.append("SMTPUTF8")
         if size and size != "0":
             lines.append(f"SIZE {size}")
         if self.enhanced_status_codes():
@@ -376,16 +395,29 @@ class SMTP(Qpsmtpd):
         if not (isinstance(sender_text, str) and sender_text.startswith("<") and sender_text.endswith(">")):
             self.respond(501, "could not parse your mail from command")
             return
+        if "smtputf8" in params and not self._smtputf8_acceptable(params):
+            return
+        utf8 = "smtputf8" in params
         if sender_text == "<>" or "[undefined]" in sender_text or sender_text == "<#@[]>":
             sender = self.address("<>")
         else:
-            sender = self.address(sender_text)
+            sender = self.parse_address(sender_text, utf8)
         if sender is None:
-            self.respond(501, "could not parse your mail from command")
+            self.respond(501, "could not parse your mail from command", esc="5.1.7")
             return
         if not self._size_acceptable(params):
             return
         self.run_hooks("mail", sender, params)
+
+    def _smtputf8_acceptable(self, params: dict[str, str | None]) -> bool:
+        """RFC 6531 3.4: SMTPUTF8 takes no value, and only when offered (after EHLO)."""
+        if params["smtputf8"] is not None:
+            self.respond(501, "SMTPUTF8 takes no value", esc="5.5.4")
+            return False
+        if not self.smtputf8_enabled() or self.connection.hello != "ehlo":
+            self.respond(555, "SMTPUTF8 not supported", esc="5.5.4")
+            return False
+        return True
 
     def _size_acceptable(self, params: dict[str, str | None]) -> bool:
         """RFC 1870: refuse at MAIL a message declared bigger than `databytes`."""
@@ -408,6 +440,10 @@ class SMTP(Qpsmtpd):
         self.respond(250, *self.accept_text(result, f"{shown}, sender OK - how exciting to get mail from you!"),
                      esc="2.1.0")
         self.transaction.sender = sender
+        params = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+        self.transaction.notes["mail_params"] = dict(params)
+        if "smtputf8" in params:
+            self.transaction.notes["smtputf8"] = True
 
     # -- RCPT -----------------------------------------------------------------
     def cmd_rcpt(self, line: str | None) -> None:
@@ -438,9 +474,9 @@ class SMTP(Qpsmtpd):
         if not (isinstance(rcpt_text, str) and rcpt_text.startswith("<") and rcpt_text.endswith(">")):
             self.respond(501, "could not parse recipient")
             return
-        rcpt = self.address(rcpt_text)
+        rcpt = self.parse_address(rcpt_text, bool(self.transaction.notes.get("smtputf8")))
         if rcpt is None or rcpt.format() == "<>":
-            self.respond(501, "could not parse recipient")
+            self.respond(501, "could not parse recipient", esc="5.1.3")
             return
         self.run_hooks("rcpt", rcpt, params)
 
@@ -449,6 +485,9 @@ class SMTP(Qpsmtpd):
         if result.code == DONE or self.answer("rcpt", result):
             return
         self.respond(250, *self.accept_text(result, f"{rcpt.format()}, recipient ok"), esc="2.1.5")
+        params = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+        if params:
+            rcpt.notes["rcpt_params"] = dict(params)
         self.transaction.add_recipient(rcpt)
 
     # -- simple commands --------------------------------------------------------
@@ -605,6 +644,8 @@ class SMTP(Qpsmtpd):
         conn = self.connection
         smtp = "ESMTP" if conn.hello == "ehlo" else "SMTP"
         esmtp = smtp.startswith("E")
+        if esmtp and self.transaction.notes.get("smtputf8"):
+            smtp = "UTF8SMTP"  # RFC 6531 4.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA
         auth_header = ""
         ssl_header = ""
         if conn.notes.get("tls_enabled"):
