@@ -109,6 +109,13 @@ def test_line_formats():
     assert parse_line(lines["rsyslog"]).when == pytest.approx(1764092569.472554)
     assert parse_line(lines["connection_id"]).when == 1764093169
     assert parse_line("some other program's line") is None
+    # logging/file with a tsformat the report does not know: the connection id gives the time
+    odd = parse_line(f"25/11/2025-17:52 mx[4711]: 1764093169.4711 {body}")
+    assert (odd.when, odd.hook, odd.plugin) == (1764093169, "rcpt", "rcpt_ok")
+    # a reply quoting client text that looks like "host[pid]: " changes nothing
+    quoted = parse_line("4711 (rcpt) rcpt_ok: reject 192.0.2.7: 550 <a b[1]: 2.3.4.5 (auth) x: reject>")
+    assert (quoted.session, quoted.plugin) == ("4711", "rcpt_ok")
+    assert quoted.message.startswith("reject 192.0.2.7: 550")
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ _TAI64N = re.compile(r"@([0-9a-f]{16})([0-9a-f]{8})\s+")
 _ISO = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s+")
 _ASCTIME = re.compile(r"(?:[A-Z][a-z]{2} )?([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.\d+)?(?: (\d{4}))?\s+")
 _SOURCE = re.compile(r"(?:[\w.-]+ )?[\w./-]+\[\d+\]:\s+")  # "host prog[pid]: " or "host[pid]: "
+# the same after a time stamp in a format we do not know (logging/file's tsformat is free)
+_SOURCE_LATER = re.compile(r".{0,60}?\s(?:[\w.-]+ )?[\w./-]+\[\d+\]:\s+")
 _SESSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.\d+)?\s+")
 _HOOK = re.compile(r"\((\w+)\) (\S+?): ")
 _DECISION = re.compile(r"(accept|reject|defer|fault) (\S+): (\d{3})\b ?(.*)")
@@ -98,7 +100,18 @@ def _guess_year(month: int, day: int) -> int:
 def parse_line(line: str) -> LogLine | None:
     """Take one line of any supported format apart; None for lines that are not qpsmtpd's."""
     when, rest = _take_time(line.rstrip("\r\n"))
-    if match := _SOURCE.match(rest):
+    parsed = _parse_rest(when, rest, _SOURCE)
+    if parsed is None or (parsed.hook is None and not parsed.message.startswith(("Connection from", "dispatching"))):
+        # perhaps a time stamp we could not read before "host[pid]: "; never tried
+        # on a line that parsed, where client text could contain such a pattern
+        later = _parse_rest(when, rest, _SOURCE_LATER)
+        if later is not None:
+            return later
+    return parsed
+
+
+def _parse_rest(when: float | None, rest: str, source: re.Pattern) -> LogLine | None:
+    if match := source.match(rest):
         rest = rest[match.end():]
     match = _SESSION.match(rest)
     if not match:
