@@ -62,6 +62,17 @@ def test_auth_mode_finds_only_auth_failures(logs, kind):
     assert matched_ips(logs[kind], "auth") == Counter({AUTH_IP: 6})
 
 
+def test_journal_lines(tmp_path):
+    """The systemd backend hands fail2ban "<host> qpsmtpd[<pid>]: <message>" (what `journalctl -o short`
+    shows); no journald runs here, so the real logging/warn lines are written in that form by the test."""
+    raw = logsamples.stderr_log(tmp_path / "stderr.log").read_text().splitlines()
+    stamp = time.strftime("%b %d %H:%M:%S")
+    journal = tmp_path / "journal"
+    journal.write_text("".join(f"{stamp} mx qpsmtpd[{line.split()[0]}]: {line}\n" for line in raw))
+    assert matched_ips(journal) == Counter({AUTH_IP: 6, RELAY_IP: 2, IPV6_IP: 1})
+    assert matched_ips(journal, "auth") == Counter({AUTH_IP: 6})
+
+
 def test_reply_text_cannot_frame_another_address(tmp_path):
     """A refusal whose reply quotes client text with a fake decision counts for the real client only."""
     log = tmp_path / "current"
