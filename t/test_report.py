@@ -78,6 +78,7 @@ def test_senders_need_loginfo(tmp_path):
     report = build_report([str(log)])
     assert report.by_sender[GOOD_SENDER].accept == 2
     assert report.by_sender[SPAMMER].reject == 3
+    assert report.by_sender[SPAMMER].connections == 3  # for senders: the MAIL FROMs
     text = render_text(report)
     assert f"{GOOD_SENDER}" in text.split("Top 10 senders")[1]
     assert "dispatching MAIL FROM" in render_text(Report())  # no senders: where to find them

@@ -208,7 +208,8 @@ class Report:
                 self._seen(line.when)
                 return True
             if match := _MAIL_FROM.match(line.message):
-                self._session(line.session).sender = match.group(1) or "<>"
+                sender = self._session(line.session).sender = match.group(1) or "<>"
+                self.by_sender.setdefault(sender, Tally()).connections += 1  # for a sender: MAIL FROMs
                 self.senders_logged = True
                 return True
             return False
@@ -300,7 +301,7 @@ def render_text(report: Report, top: int = 10) -> str:
     add("")
     add(f"Top {top} senders")
     if report.by_sender:
-        add(f"  {columns}  sender")
+        add(f"  {columns}  sender (conn: MAIL FROMs)")
         out.extend(row(tally, sender) for sender, tally in _top(report.by_sender, top, _activity))
     else:
         add("  (senders are logged at LOGINFO: `dispatching MAIL FROM:<...>`)")
@@ -424,7 +425,7 @@ def render_html(report: Report, top: int = 10) -> str:
     ips = _table("top-ips", ["client address", *tally_head],
                  ([ip, *_tally_cells(t)] for ip, t in _top(report.by_ip, top, _activity)), 1)
     if report.by_sender:
-        senders = _table("top-senders", ["sender", *tally_head],
+        senders = _table("top-senders", ["sender", "MAIL FROMs", *tally_head[1:]],
                          ([s, *_tally_cells(t)] for s, t in _top(report.by_sender, top, _activity)), 1)
     else:
         senders = "<p>Senders are logged at LOGINFO (<code>dispatching MAIL FROM:&lt;...&gt;</code>).</p>"
