@@ -65,6 +65,16 @@ def test_routing_in_local_parts_refused_for_everyone_but_relay_clients():
 def test_relay_clients_and_auth_still_relay():
     got = rcpt_replies(["relay"], FOREIGN, env={"RELAYCLIENT": ""})
     assert all(reply.startswith("250") for reply in got), got
+    import base64
+
+    plain = base64.b64encode(b"\0alice@client.test\0secret").decode()
+    lines = ["EHLO client.test", f"AUTH PLAIN {plain}", "MAIL FROM:<alice@client.test>",
+             "RCPT TO:<victim@foreign.test>"]
+    got = replies(session(["auth/auth_flat_file"], lines, flat_auth_pw=["alice@client.test:secret"]))
+    assert got[2].startswith("235") and got[4].startswith("250"), got
+    got = replies(session(["auth/auth_flat_file", "whitelist"], lines[:1] + lines[2:],
+                          flat_auth_pw=["alice@client.test:secret"], whitelistsenders=["client.test"]))
+    assert got[3] == "550 Relaying denied (#5.7.1)", got
 
 
 @pytest.mark.components
