@@ -152,3 +152,16 @@ def test_every_perl_argument_is_still_accepted(name):
     for key in PERL_KEYS.get(name, []):
         assert spec.option(key) is not None, f"{name}: {key}"
     assert len(spec.positional) == POSITIONAL.get(name, 0)
+
+
+@pytest.mark.parametrize("line,key,value", [
+    ("helo policy Strict", "policy", "strict"),
+    ("dnsbl reject_type TEMP", "reject_type", "temp"),
+    ("naughty reject RCPT", "reject", "rcpt"),
+    ("uribl action Deny", "action", "deny"),
+])
+def test_choice_words_in_any_case(line, key, value):
+    """The Perl plugins (and their ports) lower-cased these words."""
+    result = run_session(["QUIT"], config=dict(BASE, plugins=[line]))
+    plugin = loaded(result, line.split()[0])
+    assert plugin.argument_warnings == [] and plugin.opts[key] == value

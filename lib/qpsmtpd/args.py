@@ -48,8 +48,8 @@ class Option:
 
     kind: "str", "int", "float", "bool" (1/0, yes/no, true/false, on/off),
     "flag" (a key with no value: present means True), or "list" (commas or
-    repeated keys collect into a list).  `choices` are the words allowed;
-    with kind int or float they are allowed beside numbers
+    repeated keys collect into a list).  `choices` are the words allowed
+    (in any case: `Temp` gives `temp`); with kind int or float they are allowed beside numbers
     (`reject 12` or `reject userprefs`).  `minimum`/`maximum` bound numbers.
     `aliases` are older spellings of the key.  `strict=True`: a bad value
     stops the plugin from loading instead of falling back to the default.
@@ -75,8 +75,13 @@ class Option:
 
     def convert(self, word: str) -> Any:
         """The typed value of `word`, or ArgumentError."""
-        if self.choices is not None and word in self.choices:
-            return word
+        if self.choices is not None:
+            if word in self.choices:
+                return word
+            lowered = word.lower()  # qpsmtpd's plugins matched most such words case-insensitively
+            for choice in self.choices:
+                if choice.lower() == lowered:
+                    return choice
         kind = self.kind
         if kind == "bool":
             lowered = word.lower()
