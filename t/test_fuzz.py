@@ -34,9 +34,9 @@ CONFIG = {
     "plugins": ["dont_require_anglebrackets", "whitelist", "badmailfrom", "badrcptto", "headers",
                 "auth/auth_flat_file", "count_unrecognized_commands 4", "rcpt_ok"],
     "badmailfrom": ["bad@client.test"], "badrcptto": ["nobody@example.test"], "whitelistsenders": ["friend.test"],
-    "flat_auth_pw": ["alice:secret"], "max_header_size": ["20000"],
+    "flat_auth_pw": ["alice@client.test:secret"], "max_header_size": ["20000"],
 }
-PLAIN = base64.b64encode(b"\0alice\0secret").decode()
+PLAIN = base64.b64encode(b"\0alice@client.test\0secret").decode()
 CORPUS = [
     ["EHLO client.test", "MAIL FROM:<a@client.test> SIZE=100 BODY=8BITMIME", "RCPT TO:<b@example.test>",
      "DATA", "From: a@client.test", "Subject: hi", "X-Fold: a", " b", "", "body", "..dot", ".", "QUIT"],
@@ -44,7 +44,7 @@ CORPUS = [
      "Subject: x", "", ".", "RSET", "NOOP", "VRFY x", "HELP", "QUIT"],
     ["EHLO c", f"AUTH PLAIN {PLAIN}", "MAIL FROM:<a@b.test>", "RCPT TO:<x@foreign.test>", "DATA", "a: b", "",
      "c", ".", "QUIT"],
-    ["EHLO c", "AUTH LOGIN", base64.b64encode(b"alice").decode(), base64.b64encode(b"secret").decode(),
+    ["EHLO c", "AUTH LOGIN", base64.b64encode(b"alice@client.test").decode(), base64.b64encode(b"secret").decode(),
      "MAIL FROM:<f@friend.test>", "RCPT TO:<victim%evil.test@example.test>", "QUIT"],
     ["EHLO c", "MAIL FROM:a@b.test", "RCPT TO:b@example.test", "DATA", "Subject: t", "", "x" * 300, ".", "QUIT"],
 ]
