@@ -91,7 +91,7 @@ def test_checkpassword_unconfigured_offers_nothing(tmp_path):
     result = run_session(["EHLO client.test", plain("good@example.test", "secret"), "QUIT"],
                          config={"plugins": [f"auth/auth_checkpassword checkpw {tmp_path}/missing true /bin/true"],
                                  "me": "mx.example.test"})
-    assert result.replies()[1][1][-1] == "SMTPUTF8"  # no AUTH after the last extension
+    assert result.replies()[1][1][-1] == "CHUNKING"  # no AUTH after the last extension
     assert result.replies()[2] == (500, ["Unrecognized command"])
 
 

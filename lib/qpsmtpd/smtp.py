@@ -24,7 +24,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-
 if TYPE_CHECKING:
     from typing import Any
 
-COMMANDS = frozenset(("ehlo", "helo", "rset", "mail", "rcpt", "data", "help", "vrfy", "noop", "quit"))
+COMMANDS = frozenset(("ehlo", "helo", "rset", "mail", "rcpt", "data", "bdat", "help", "vrfy", "noop", "quit"))
 DEFAULT_LINE_LIMIT = 2048
 DEFAULT_MAX_RCPTS = 1000
 
@@ -46,6 +46,10 @@ class SMTP(Qpsmtpd):
         self._auth_mechanisms: dict[str, bool] | None = None
         self._esc_enabled: bool | None = None
         self._smtputf8_enabled: bool | None = None
+        self._chunking_enabled: bool | None = None
+        self.bdat_state: Any = None        # qpsmtpd.bdat.BdatState of the open transaction
+        self.bdat_starting = False         # the data hook runs for a first BDAT chunk
+        self.bdat_allowed = False
         self._deferred_data_verdict: HookResult | None = None
         self._replies_at_quit = -1
 
@@ -89,6 +93,13 @@ class SMTP(Qpsmtpd):
             value = str(self.config_value("smtputf8", "1") or "1").strip().lower()
             self._smtputf8_enabled = value not in ("0", "no", "off", "false")
         return self._smtputf8_enabled
+
+    def chunking_enabled(self) -> bool:
+        """RFC 3030 CHUNKING (BDAT): on unless config/chunking says 0/no/off."""
+        if self._chunking_enabled is None:
+            value = str(self.config_value("chunking", "1") or "1").strip().lower()
+            self._chunking_enabled = value not in ("0", "no", "off", "false")
+        return self._chunking_enabled
 
     def parse_address(self, text: str, utf8: bool = False) -> Address | None:
         """`self.address(text)`, with RFC 6531 addresses allowed when `utf8`."""
@@ -330,6 +341,8 @@ class SMTP(Qpsmtpd):
         lines = [self._hi_message(), "PIPELINING", "8BITMIME"]
         if self.smtputf8_enabled():
             lines.append("SMTPUTF8")
+        if self.chunking_enabled():
+            lines.append("CHUNKING")
         if size and size != "0":
             lines.append(f"SIZE {size}")
         if self.enhanced_status_codes():
@@ -406,6 +419,9 @@ class SMTP(Qpsmtpd):
             self.respond(501, "could not parse your mail from command", esc="5.1.7")
             return
         if not self._size_acceptable(params):
+            return
+        if str(params.get("body") or "").upper() == "BINARYMIME":
+            self.respond(555, "BINARYMIME not supported", esc="5.5.4")
             return
         self.run_hooks("mail", sender, params)
 
@@ -551,7 +567,18 @@ class SMTP(Qpsmtpd):
 
     # -- DATA -------------------------------------------------------------------
     def cmd_data(self, line: str | None) -> None:
+        if (self.bdat_state is not None and self.bdat_state.active(self.transaction)
+                and self.transaction.sender is not None):
+            self.respond(503, "DATA after BDAT in the same transaction", esc="5.5.1")
+            return
         self.run_hooks("data")
+
+    def cmd_bdat(self, line: str | None) -> None:
+        if not self.chunking_enabled() or self.connection.hello != "ehlo":
+            self._run_command_hooks("unrecognized_command", "bdat", *(line.split() if line else []))
+            return
+        from .bdat import handle_bdat  # only for clients that use CHUNKING
+        handle_bdat(self, line)
 
     def data_respond(self, result: HookResult, args: tuple) -> None:
         if result.code == DONE or self.answer("data", result):
@@ -562,13 +589,19 @@ class SMTP(Qpsmtpd):
         if not self.transaction.recipients:
             self.respond(503, "RCPT first", esc="5.5.1")
             return
+        if self.bdat_starting:  # BDAT: the chunk follows, no 354
+            self.bdat_allowed = True
+            return
         self.respond(354, "go ahead")
         self.receive_message()
 
     def receive_message(self) -> None:
         """Read the message after 354 and run everything up to the queue."""
         receiver = DataReceiver(self)
-        outcome = receiver.run()
+        self.finish_message(receiver, receiver.run())
+
+    def finish_message(self, receiver: DataReceiver, outcome: str) -> None:
+        """After the last octet of DATA or BDAT LAST: limits, then the hooks up to the queue."""
         if outcome == "incomplete":
             self.respond(451, "Incomplete DATA")
             self.reset_transaction()
