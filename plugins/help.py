@@ -80,13 +80,13 @@ def install_path(self, path):
 def hook_help(self, transaction, *args):
     not_implemented = self.help_config.get("not_implemented")
     if not_implemented and not_implemented != "0":
-        self.qp.respond(502, "Not implemented.")
+        self.qp.respond(502, "Not implemented.", esc="5.5.1")
         return DONE
     if not args:
         return OK, "Try 'HELP COMMAND' for getting help on COMMAND"
     command = args[0].lower()
     if not re.fullmatch(r"\w+", command):
-        self.qp.respond(502, "Invalid command name")
+        self.qp.respond(502, "Invalid command name", esc="5.5.1")
         return DONE
     text = None
     path = self.help_config.get(command)

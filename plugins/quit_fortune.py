@@ -43,5 +43,5 @@ def fortune(self, transaction, *args):
         self.log(LOGWARN, f"fortune failed: {error}")
         return DECLINED
     lines = ["  / " + "".join(ch for ch in line if ch.isprintable()) for line in output.splitlines()]
-    self.qp.respond(221, f"{self.qp.config_value('me')} closing connection.", *lines)
+    self.qp.respond(221, f"{self.qp.config_value('me')} closing connection.", *lines, esc="2.0.0")
     return DONE

@@ -141,9 +141,9 @@ def hook_unrecognized_command(self, transaction, cmd, *args):
     if self.connection.notes.get("tls_enabled") or self.connection.hello != "ehlo":
         return DECLINED
     if args:
-        self.qp.respond(501, "Syntax error (no parameters allowed)")
+        self.qp.respond(501, "Syntax error (no parameters allowed)", esc="5.5.4")
         return DONE
-    self.qp.respond(220, "Go ahead with TLS")
+    self.qp.respond(220, "Go ahead with TLS", esc="2.0.0")
     if not self.upgrade():
         return DENY_DISCONNECT, "TLS Negotiation Failed"
     self.log(LOGINFO, "TLS setup returning")

@@ -50,13 +50,13 @@ def handle_auth(smtp: SMTP, msg: list[Any], line: str | None) -> int | None:
     custom = msg[0] if msg and callable(msg[0]) else None
     ok, *values = parse("auth", line, custom)
     if ok != OK:
-        smtp.respond(501, (values[0] if values else None) or "Syntax error in command")
+        smtp.respond(501, (values[0] if values else None) or "Syntax error in command", esc="5.5.2")
         return None
     mechanism = str(values[0]).lower() if values else ""
     initial = values[1] if len(values) > 1 else None
     refusal = _refusal(smtp, mechanism)
     if refusal is not None:
-        smtp.respond(*refusal)
+        smtp.respond(*refusal, esc="5.5.4" if refusal[0] == 504 else "5.5.1")
         _discard_pipelined_responses(smtp, mechanism, initial)
         return None
     return _exchange(smtp, mechanism, initial)
@@ -109,7 +109,7 @@ def _exchange(smtp: SMTP, mechanism: str, initial: str | None) -> int | None:
             ticket, user, digest = _cram_md5(smtp)
             password = None
         else:
-            smtp.respond(504, f"Unimplemented authentication mechanism: {_shown(mechanism)}")
+            smtp.respond(504, f"Unimplemented authentication mechanism: {_shown(mechanism)}", esc="5.5.4")
             return None
     except _Failed as failed:
         if not failed.counts:
@@ -213,7 +213,7 @@ def _decode(smtp: SMTP, text: str) -> str:
 
 def _challenge(smtp: SMTP, question: str) -> str:
     import base64
-    smtp.respond(334, base64.b64encode(question.encode()).decode("ascii") if question else "")
+    smtp.respond(334, base64.b64encode(question.encode()).decode("ascii") if question else "", esc="")
     return _decode(smtp, _read_response(smtp))
 
 

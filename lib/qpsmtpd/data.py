@@ -235,10 +235,10 @@ class DataReceiver:
             self.fault = True
             rc, msg = DECLINED, []
         if rc == DENY_DISCONNECT:
-            self.smtp.respond(554, *(msg or ["Message denied"]))
+            self.smtp.respond(554, *(msg or ["Message denied"]), esc="5.7.1")
             self.smtp.disconnect()
         elif rc == DENYSOFT_DISCONNECT:
-            self.smtp.respond(421, *(msg or ["Message denied temporarily"]))
+            self.smtp.respond(421, *(msg or ["Message denied temporarily"]), esc="4.7.1")
             self.smtp.disconnect()
         self.transaction.set_body_start()
 

@@ -358,6 +358,8 @@ class ForkServer:
         verdict = "reject" if rule.code >= 500 else "defer"
         self.smtp.varlog(LOGNOTICE, "pre-connection", result.plugin if code != DENYSOFT or messages else None,
                          f"{verdict} {ip}: {rule.code} {text}")
+        if rule.esc and self.smtp.enhanced_status_codes() and not text[:1].isdigit():
+            text = f"{rule.esc} {text}"
         _send_and_close(conn, f"{rule.code} {text}\r\n".encode("utf-8", "replace"))
         return False
 

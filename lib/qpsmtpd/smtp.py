@@ -58,10 +58,16 @@ class SMTP(Qpsmtpd):
         """Send a (multi-line) reply; False when the client is gone.
 
         `esc` is the enhanced status code (RFC 3463), sent only when
-        ENHANCEDSTATUSCODES is on and the text does not start with one.
+        ENHANCEDSTATUSCODES is on and the text does not start with one.  A reply
+        given none gets the class's `X.0.0` ("other or undefined"), so every
+        reply carries a correct code; `esc=""` sends none (the greeting, the
+        HELO/EHLO replies and the 354/334 intermediate replies, as RFC 2034
+        and Postfix do).
         """
         self.replies_sent += 1
         lines = [str(message) for message in messages if message is not None and message != ""] or [""]
+        if esc is None and 200 <= code <= 599:
+            esc = f"{code // 100}.0.0"
         if esc and self.enhanced_status_codes():
             lines = [line if _has_esc(line) else f"{esc} {line}" for line in lines]
         out = []
@@ -170,7 +176,8 @@ class SMTP(Qpsmtpd):
         try:
             self.load_plugins()
         except PluginError:
-            self.respond(421, f"{self.config_value('me')} Service temporarily unavailable; try again later")
+            self.respond(421, f"{self.config_value('me')} Service temporarily unavailable; try again later",
+                         esc="4.3.0")
             return False
         return True
 
@@ -183,7 +190,7 @@ class SMTP(Qpsmtpd):
         except Disconnect:
             pass
         except Timeout:
-            self.respond(421, f"{self.config_value('me')} Timeout; I can't wait that long...")
+            self.respond(421, f"{self.config_value('me')} Timeout; I can't wait that long...", esc="4.4.2")
             self._end_session()
         except ConnectionLost:
             self._end_session()
@@ -199,7 +206,7 @@ class SMTP(Qpsmtpd):
                 raw = self.io.readline(self.line_limit)
             except LineTooLong:
                 self.log(LOGNOTICE, f"command line longer than {self.line_limit} octets discarded")
-                self.respond(500, "Line too long")
+                self.respond(500, "Line too long", esc="5.5.2")
                 continue
             if raw is None:
                 self._end_session()
@@ -280,7 +287,7 @@ class SMTP(Qpsmtpd):
     def connect_respond(self, result: HookResult, args: tuple) -> None:
         if result.code == DONE or self.answer("connect", result):
             return
-        self.respond(220, self.greeting())
+        self.respond(220, self.greeting(), esc="")
 
     def greeting(self) -> str:
         greet = self.config_value("smtpgreeting")
@@ -299,10 +306,10 @@ class SMTP(Qpsmtpd):
         _ok, *values = parse(kind, line, custom)
         host = values[0] if values else None
         if not host:
-            self.respond(501, f"{kind} requires domain/address - see RFC-2821 4.1.1.1")
+            self.respond(501, f"{kind} requires domain/address - see RFC-2821 4.1.1.1", esc="5.5.4")
             return
         if self.connection.hello:
-            self.respond(503, "but you already said HELO ...")
+            self.respond(503, "but you already said HELO ...", esc="5.5.1")
             return
         self.run_hooks(kind, host, *values[1:])
 
@@ -325,7 +332,7 @@ class SMTP(Qpsmtpd):
         if result.code == DONE or self.answer("helo", result):
             return
         self._accept_hello("helo", args[0])
-        self.respond(250, self._hi_message() + "; I am so happy to meet you.")
+        self.respond(250, self._hi_message() + "; I am so happy to meet you.", esc="")
 
     def ehlo_respond(self, result: HookResult, args: tuple) -> None:
         if result.code == DONE or self.answer("ehlo", result):
@@ -347,7 +354,7 @@ class SMTP(Qpsmtpd):
             lines.append(f"SIZE {size}")
         if self.enhanced_status_codes():
             lines.append("ENHANCEDSTATUSCODES")
-        self.respond(250, *lines, *capabilities)
+        self.respond(250, *lines, *capabilities, esc="")
 
     # -- AUTH (dispatch only; the SASL exchange lives in qpsmtpd.auth) --------
     def auth_mechanisms(self) -> list[str]:
@@ -383,7 +390,7 @@ class SMTP(Qpsmtpd):
     def cmd_mail(self, line: str | None) -> None:
         self.reset_transaction()
         if not self.connection.hello:
-            self.respond(503, "please say hello first ...")
+            self.respond(503, "please say hello first ...", esc="5.5.1")
             return
         self.log(LOGDEBUG, f"full from_parameter: {line}")
         self.connection.notes["envelope_from"] = line
@@ -394,7 +401,7 @@ class SMTP(Qpsmtpd):
         custom = msg[0] if msg and callable(msg[0]) else None
         ok, *values = parse("mail", args[0], custom)
         if ok != OK:
-            self.respond(501, (values[0] if values else None) or "Syntax error in command")
+            self.respond(501, (values[0] if values else None) or "Syntax error in command", esc="5.5.2")
             return
         sender = values[0] if values else "<>"
         params = params_to_dict(values[1:])
@@ -406,7 +413,7 @@ class SMTP(Qpsmtpd):
             sender_text = result.messages[0]
         self.log(LOGDEBUG, f"from email address : [{sender_text}]")
         if not (isinstance(sender_text, str) and sender_text.startswith("<") and sender_text.endswith(">")):
-            self.respond(501, "could not parse your mail from command")
+            self.respond(501, "could not parse your mail from command", esc="5.1.7")
             return
         if "smtputf8" in params and not self._smtputf8_acceptable(params):
             return
@@ -471,10 +478,10 @@ class SMTP(Qpsmtpd):
         custom = msg[0] if msg and callable(msg[0]) else None
         ok, *values = parse("rcpt", args[0], custom)
         if ok != OK:
-            self.respond(501, (values[0] if values else None) or "Syntax error in command")
+            self.respond(501, (values[0] if values else None) or "Syntax error in command", esc="5.5.2")
             return
         if self.transaction.sender is None:
-            self.respond(503, "Use MAIL before RCPT")
+            self.respond(503, "Use MAIL before RCPT", esc="5.5.1")
             return
         max_rcpts = self.config_int("max_recipients", DEFAULT_MAX_RCPTS)
         if max_rcpts and len(self.transaction.recipients) >= max_rcpts:
@@ -488,7 +495,7 @@ class SMTP(Qpsmtpd):
             rcpt_text = result.messages[0]
         self.log(LOGDEBUG, f"to email address : [{rcpt_text}]")
         if not (isinstance(rcpt_text, str) and rcpt_text.startswith("<") and rcpt_text.endswith(">")):
-            self.respond(501, "could not parse recipient")
+            self.respond(501, "could not parse recipient", esc="5.1.3")
             return
         rcpt = self.parse_address(rcpt_text, bool(self.transaction.notes.get("smtputf8")))
         if rcpt is None or rcpt.format() == "<>":
@@ -519,7 +526,7 @@ class SMTP(Qpsmtpd):
             msg = [f"This is qpsmtpd {version}",
                    "A Python implementation of qpsmtpd; see docs/ in its installation",
                    "To report problems, contact the postmaster of this host."]
-        self.respond(214, *msg)
+        self.respond(214, *msg, esc="2.0.0")
 
     def cmd_noop(self, line: str | None) -> None:
         self.run_hooks("noop", *(line.split() if line else []))
@@ -592,7 +599,7 @@ class SMTP(Qpsmtpd):
         if self.bdat_starting:  # BDAT: the chunk follows, no 354
             self.bdat_allowed = True
             return
-        self.respond(354, "go ahead")
+        self.respond(354, "go ahead", esc="")
         self.receive_message()
 
     def receive_message(self) -> None:
@@ -603,14 +610,14 @@ class SMTP(Qpsmtpd):
     def finish_message(self, receiver: DataReceiver, outcome: str) -> None:
         """After the last octet of DATA or BDAT LAST: limits, then the hooks up to the queue."""
         if outcome == "incomplete":
-            self.respond(451, "Incomplete DATA")
+            self.respond(451, "Incomplete DATA", esc="4.3.0")
             self.reset_transaction()
             return
         if outcome == "barelf":
-            self.respond(421, "See http://smtpd.develooper.com/barelf.html")
+            self.respond(421, "See http://smtpd.develooper.com/barelf.html", esc="4.5.0")
             self.disconnect()
         if outcome == "fault":
-            self.respond(451, "Internal error - try again later")
+            self.respond(451, "Internal error - try again later", esc="4.3.0")
             self.reset_transaction()
             return
         max_size = receiver.max_size
