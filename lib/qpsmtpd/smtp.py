@@ -47,6 +47,7 @@ class SMTP(Qpsmtpd):
         self._esc_enabled: bool | None = None
         self._smtputf8_enabled: bool | None = None
         self._chunking_enabled: bool | None = None
+        self._dsn_enabled: bool | None = None
         self.bdat_state: Any = None        # qpsmtpd.bdat.BdatState of the open transaction
         self.bdat_starting = False         # the data hook runs for a first BDAT chunk
         self.bdat_allowed = False
@@ -106,6 +107,13 @@ class SMTP(Qpsmtpd):
             value = str(self.config_value("chunking", "1") or "1").strip().lower()
             self._chunking_enabled = value not in ("0", "no", "off", "false")
         return self._chunking_enabled
+
+    def dsn_enabled(self) -> bool:
+        """RFC 3461 DSN parameters checked, kept and passed on: opt-in with config/dsn."""
+        if self._dsn_enabled is None:
+            value = str(self.config_value("dsn", "0") or "0").strip().lower()
+            self._dsn_enabled = value not in ("", "0", "no", "off", "false")
+        return self._dsn_enabled
 
     def parse_address(self, text: str, utf8: bool = False) -> Address | None:
         """`self.address(text)`, with RFC 6531 addresses allowed when `utf8`."""
@@ -350,6 +358,8 @@ class SMTP(Qpsmtpd):
             lines.append("SMTPUTF8")
         if self.chunking_enabled():
             lines.append("CHUNKING")
+        if self.dsn_enabled():
+            lines.append("DSN")
         if size and size != "0":
             lines.append(f"SIZE {size}")
         if self.enhanced_status_codes():
@@ -430,6 +440,12 @@ class SMTP(Qpsmtpd):
         if str(params.get("body") or "").upper() == "BINARYMIME":
             self.respond(555, "BINARYMIME not supported", esc="5.5.4")
             return
+        if self.dsn_enabled():
+            from .dsnparams import mail_error
+            error = mail_error(params)
+            if error:
+                self.respond(501, error, esc="5.5.4")
+                return
         self.run_hooks("mail", sender, params)
 
     def _smtputf8_acceptable(self, params: dict[str, str | None]) -> bool:
@@ -501,6 +517,12 @@ class SMTP(Qpsmtpd):
         if rcpt is None or rcpt.format() == "<>":
             self.respond(501, "could not parse recipient", esc="5.1.3")
             return
+        if self.dsn_enabled() and params:
+            from .dsnparams import rcpt_error
+            error = rcpt_error(params)
+            if error:
+                self.respond(501, error, esc="5.5.4")
+                return
         self.run_hooks("rcpt", rcpt, params)
 
     def rcpt_respond(self, result: HookResult, args: tuple) -> None:
