@@ -23,8 +23,9 @@ gets one reply per recipient.
 ## What it sends
 
 `LHLO <me>`, `MAIL FROM:<sender>` (with `SIZE=` and `BODY=8BITMIME` when
-the server offers them, `SMTPUTF8` when an address needs it), one `RCPT TO`
-per recipient, `DATA`, the message with CRLF line ends and dot-stuffing
+the server offers them, `SMTPUTF8` when an address needs it, the client's
+`RET`/`ENVID` when the server offers DSN), one `RCPT TO` per recipient (with
+the client's `NOTIFY`/`ORCPT` when the server offers DSN; see `config/dsn`), `DATA`, the message with CRLF line ends and dot-stuffing
 (streamed from the spool; a bare CR or LF becomes CRLF, so nothing can end
 the DATA early on the LMTP side), `.`, then one reply per accepted
 recipient, and `QUIT`.  An address with non-ASCII characters goes out only
@@ -341,6 +342,10 @@ class Lmtp(Plugin):
             mail += f" SIZE={transaction.message_size()}"
         if "8BITMIME" in offered:
             mail += " BODY=8BITMIME"
+        if "DSN" in offered:
+            from qpsmtpd.dsnparams import mail_dsn_params
+
+            mail += "".join(" " + word for word in mail_dsn_params(transaction.notes.get("mail_params") or {}))
         if utf8:
             if "SMTPUTF8" not in offered:
                 if not sender.isascii():
@@ -349,6 +354,14 @@ class Lmtp(Plugin):
                 mail += " SMTPUTF8"
         self.expect("MAIL", client.command(mail))
         accepted = []
+        dsn_words = {}
+        if "DSN" in offered:
+            from qpsmtpd.dsnparams import rcpt_dsn_params
+
+            for address in transaction.recipients:
+                words = rcpt_dsn_params(address.notes.get("rcpt_params") or {})
+                if words:
+                    dsn_words[address.format()] = "".join(" " + word for word in words)
         for rcpt in recipients:
             if not rcpt.isascii() and "SMTPUTF8" not in offered:
                 outcome.fail(rcpt, 553, "5.6.7 recipient needs SMTPUTF8, which the LMTP server does not offer")
@@ -356,7 +369,7 @@ class Lmtp(Plugin):
             if not rcpt.isprintable():
                 outcome.fail(rcpt, 554, "address not deliverable")
                 continue
-            code, lines = client.command(f"RCPT TO:{rcpt}")
+            code, lines = client.command(f"RCPT TO:{rcpt}{dsn_words.get(rcpt, '')}")
             if code // 100 == 2:
                 accepted.append(rcpt)
             else:
