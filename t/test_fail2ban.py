@@ -146,3 +146,26 @@ def test_shipped_jails_ban_guesser_and_prober_only(tmp_path):
     # 6 AUTH failures are below the reject jail's 10; the prober's 12 refusals are not
     assert reject_bans == {RELAY_IP}
     assert GOOD_IP not in auth_bans | reject_bans and DEFER_IP not in auth_bans | reject_bans
+
+
+def test_debian_configuration_accepts_the_shipped_files(tmp_path):
+    """Debian's own /etc/fail2ban with the filter and jail added as docs/deploy.md says (only logpath
+    set to a file that exists here, and Debian's sshd jail off: this machine has no auth.log)."""
+    conf = tmp_path / "fail2ban"
+    shutil.copytree(ETC_FAIL2BAN, conf)
+    shutil.copy(FILTER, conf / "filter.d")
+    log = tmp_path / "current"
+    log.touch()
+    (conf / "jail.d" / "qpsmtpd.conf").write_text(JAIL.read_text().replace(
+        "/etc/qpsmtpd-service/log/main/current", str(log)))
+    (conf / "jail.d" / "zz-test.local").write_text("[sshd]\nenabled = false\n")
+    check = subprocess.run([find_binary("fail2ban-client"), "-c", str(conf), "-t"], capture_output=True, text=True,
+                           timeout=60)
+    assert check.returncode == 0 and "configuration test is successful" in check.stdout + check.stderr, \
+        check.stdout + check.stderr
+    dump = subprocess.run([find_binary("fail2ban-client"), "-c", str(conf), "-d"], capture_output=True, text=True,
+                          timeout=60).stdout
+    for jail, retries in (("qpsmtpd-auth", 5), ("qpsmtpd", 10)):
+        assert f"['add', '{jail}', 'auto']" in dump
+        assert f"['set', '{jail}', 'maxretry', {retries}]" in dump
+        assert f"['set', '{jail}', 'addlogpath', '{log}', 'head']" in dump
