@@ -31,15 +31,17 @@ AUTH_CONFIG = {**CONFIG, "plugins": ["auth/auth_flat_file", "rcpt_ok"], "flat_au
 
 
 @pytest.mark.parametrize("hello,extra", [("EHLO c.test\r\nMAIL FROM:<a@c.test>", {}),
-                                         ("EHLO c.test", {"tls_before_auth": ["1"]})])
+                                         ("EHLO c.test", {"tls_before_auth": ["1"]}),
+                                         ("HELO c.test", {})])
 def test_pipelined_auth_login_refused_does_not_log_credentials_as_commands(hello, extra):
-    """AUTH refused with 503 (inside a transaction; TLS required first): the pipelined base64
-    lines are answered 501 and never logged or run as commands."""
+    """AUTH refused (503 inside a transaction or before TLS; 500 after HELO): the pipelined
+    base64 lines are answered 501 and never logged or run as commands."""
     session = f"{hello}\r\nAUTH LOGIN\r\n{USER}\r\n{PASSWORD}\r\nQUIT\r\n".encode()
     result = run_session(session, config={**AUTH_CONFIG, **extra})
     codes = result.codes()
-    assert 503 in codes and codes[-1] == 221
-    assert codes[codes.index(503) + 1:] == [501, 501, 221]
+    refused = 500 if hello.startswith("HELO") else 503  # after HELO, AUTH is no command at all
+    assert refused in codes and codes[-1] == 221
+    assert codes[codes.index(refused) + 1:] == [501, 501, 221]
     joined = "\n".join(result.log)
     assert USER not in joined and PASSWORD not in joined
 

@@ -57,7 +57,7 @@ def handle_auth(smtp: SMTP, msg: list[Any], line: str | None) -> int | None:
     refusal = _refusal(smtp, mechanism)
     if refusal is not None:
         smtp.respond(*refusal, esc="5.5.4" if refusal[0] == 504 else "5.5.1")
-        _discard_pipelined_responses(smtp, mechanism, initial)
+        discard_pipelined_responses(smtp, mechanism, initial)
         return None
     return _exchange(smtp, mechanism, initial)
 
@@ -81,7 +81,7 @@ _RESPONSES_EXPECTED = {"login": 2, "plain": 1, "cram-md5": 1}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}|\*")
 
 
-def _discard_pipelined_responses(smtp: SMTP, mechanism: str, initial: str | None) -> None:
+def discard_pipelined_responses(smtp: SMTP, mechanism: str, initial: str | None) -> None:
     """A client that pipelined its SASL responses behind a refused AUTH: those lines are
     credentials, not commands.  Each one already sent (never waited for) that looks like
     a SASL response and is not a command word is read, answered 501 and never logged."""

@@ -262,6 +262,10 @@ class SMTP(Qpsmtpd):
         if cmd not in self.commands:  # only plain words are in the table
             args = line.split() if line else []
             self._run_command_hooks("unrecognized_command", cmd, *args)
+            if cmd == "auth":  # AUTH after HELO: SASL responses the client pipelined are no commands
+                from .auth import discard_pipelined_responses
+
+                discard_pipelined_responses(self, args[0].lower() if args else "", args[1] if args[1:] else None)
             return
         handler = getattr(self, "cmd_" + cmd)
         try:
