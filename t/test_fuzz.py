@@ -128,7 +128,6 @@ def test_fuzz_in_process():
     assert runs >= 1
 
 
-@pytest.mark.components
 def test_fuzz_real_process(tmp_path):
     """Through qpsmtpd.py on pipes (the interpreter, imports, stderr logging and exit included)."""
     queue = tmp_path / "maildir"
