@@ -342,7 +342,8 @@ class Lmtp(Plugin):
             mail += f" SIZE={transaction.message_size()}"
         if "8BITMIME" in offered:
             mail += " BODY=8BITMIME"
-        if "DSN" in offered:
+        dsn = "DSN" in offered and bool(getattr(self.qp, "dsn_enabled", lambda: False)())
+        if dsn:
             from qpsmtpd.dsnparams import mail_dsn_params
 
             mail += "".join(" " + word for word in mail_dsn_params(transaction.notes.get("mail_params") or {}))
@@ -355,7 +356,7 @@ class Lmtp(Plugin):
         self.expect("MAIL", client.command(mail))
         accepted = []
         dsn_words = {}
-        if "DSN" in offered:
+        if dsn:
             from qpsmtpd.dsnparams import rcpt_dsn_params
 
             for address in transaction.recipients:
