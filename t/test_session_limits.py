@@ -180,7 +180,6 @@ def test_command_time_limit_for_a_trickling_client(install):
     proc.stderr.close()
 
 
-@pytest.mark.components
 @pytest.mark.components  # swaks (Debian package)
 def test_swaks_pipe_queues_exactly_once(install):
     """The real case of point 6: swaks --pipe runs the server with SIGCHLD ignored."""
