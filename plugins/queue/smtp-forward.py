@@ -20,13 +20,26 @@ server that does not advertise XCLIENT makes every message fail with 451.
   reply (default 60, qpsmtpd's value); the reply to the final `.` may take
   five times as long.
 
+## ESMTP parameters passed on
+
+When the next hop offers the extension: `SIZE=<message size>` (so a
+server that takes nothing that big refuses at MAIL, before the message is
+sent), the client's `BODY=7BIT|8BITMIME`, `SMTPUTF8` for a transaction the
+client started with it, and with `config/dsn` on the client's `RET`/`ENVID`
+on MAIL and `NOTIFY`/`ORCPT` on each RCPT.  A SMTPUTF8 transaction with
+non-ASCII addresses to a next hop without SMTPUTF8 is refused
+`553 Unable to queue message (Non-ASCII addresses not permitted ...)`,
+enhanced code 5.6.7 (RFC 6531 3.2), one with only a UTF-8 header `554`
+(5.6.9); an all-ASCII one goes on without the
+parameter.
+
 ## What it sends
 
 `EHLO <me>` (`HELO` if EHLO is refused), `MAIL FROM:<sender>`, one `RCPT TO`
 per recipient (every address in its RFC 5321 form: a local part that is not
 a dot-atom is quoted, so `"x> RET=FULL"@example.com` stays one address and
 adds no parameter; an address with a control or non-ASCII character is not
-forwarded at all, 554), `DATA`, the message, `.`, `QUIT`.  The message goes out with
+forwarded at all, 554, unless SMTPUTF8 is passed on), `DATA`, the message, `.`, `QUIT`.  The message goes out with
 CRLF line ends and dot-stuffing, streamed from the spool in blocks.  Every
 CR, LF or CR LF in the stored message becomes one CRLF, so a bare CR or LF
 can never end a line (or the DATA) differently on the next hop than here:
@@ -71,10 +84,11 @@ XCLIENT_SAFE = re.compile(rb"[^\x21-\x7e]|[+=]")
 class SmtpFailure(Exception):
     """A step failed: `code` is the reply class we answer with (451 or 554)."""
 
-    def __init__(self, code: int, text: str) -> None:
+    def __init__(self, code: int, text: str, esc: str | None = None) -> None:
         super().__init__(text)
         self.code = code
         self.text = text
+        self.esc = esc
 
 
 class DotStuffer:
@@ -114,12 +128,18 @@ def xtext(value: str) -> str:
     return XCLIENT_SAFE.sub(lambda m: b"+%02X" % m.group(0)[0], raw).decode("ascii")
 
 
-def smtp_path(formatted: str) -> str:
+def smtp_path(formatted: str, utf8: bool = False) -> str:
     """An address as the next hop gets it: `Address.format()` (RFC 5321 quoting), and
-    nothing a next hop could read as a line end or a parameter separator outside quotes."""
-    if not formatted.isascii() or not formatted.isprintable():
+    nothing a next hop could read as a line end or a parameter separator outside quotes.
+    Non-ASCII only with `utf8` (SMTPUTF8 passed on)."""
+    if not (formatted.isascii() or utf8) or not formatted.isprintable():
         raise SmtpFailure(554, f"address not forwardable: {formatted.encode('ascii', 'backslashreplace').decode()!r}")
     return formatted
+
+
+def extensions(ehlo: list[str] | None) -> set[str]:
+    """The EHLO keywords the next hop offers (upper case); none after HELO."""
+    return {line.split()[0].upper() for line in (ehlo or [])[1:] if line.split()}
 
 
 def clean_text(text: str) -> str:
@@ -196,9 +216,9 @@ class SmtpForward(Plugin):
             else:
                 self.log(LOGWARN, f"WARNING: Unknown flag {flag.lower()}")
 
-    def fail(self, code: int, text: str) -> int:
+    def fail(self, code: int, text: str, esc: str | None = None) -> int:
         self.log(LOGERROR, f"{code} {text}")
-        self.qp.respond(code, text)
+        self.qp.respond(code, text, esc=esc or ("4.3.0" if code < 500 else "5.3.0"))
         return DONE
 
     def hook_queue(self, transaction: Any) -> Any:
@@ -212,7 +232,7 @@ class SmtpForward(Plugin):
             queue_id = self.relay(client, transaction, timeout)
         except SmtpFailure as failure:
             self.quit(client)
-            return self.fail(failure.code, f"Unable to queue message ({failure.text})")
+            return self.fail(failure.code, f"Unable to queue message ({failure.text})", failure.esc)
         except OSError as error:
             return self.fail(451, f"Unable to queue message (connection failed: {clean_text(str(error))})")
         finally:
@@ -240,9 +260,12 @@ class SmtpForward(Plugin):
         ehlo = self.hello(client, me)
         if "xclient" in self.flags:
             self.xclient(client, ehlo)
+        offered = extensions(ehlo)
         sender = transaction.sender.format() if transaction.sender else "<>"
-        self.check("MAIL", client.command(f"MAIL FROM:{smtp_path(sender)}"))
-        self.recipients(client, transaction)
+        utf8 = self.smtputf8_needed(transaction, offered)
+        parameters = self.mail_parameters(transaction, offered, utf8, self.dsn_on())
+        self.check("MAIL", client.command(f"MAIL FROM:{smtp_path(sender, utf8)}{parameters}"))
+        self.recipients(client, transaction, utf8, "DSN" in offered and self.dsn_on())
         self.check("DATA", client.command("DATA"), 3)
         stuffer = DotStuffer()
         for block in transaction.iter_message(BLOCK_SIZE):
@@ -267,12 +290,55 @@ class SmtpForward(Plugin):
         self.check("EHLO", (code, lines))
         return None
 
-    def recipients(self, client: SmtpClient, transaction: Any) -> None:
+    def smtputf8_needed(self, transaction: Any, offered: set[str]) -> bool:
+        """True when SMTPUTF8 goes on to the next hop; SmtpFailure (RFC 6531 3.2) when it
+        would be needed and the next hop does not offer it."""
+        if not transaction.notes.get("smtputf8"):
+            return False
+        if "SMTPUTF8" in offered:
+            return True
+        addresses = [transaction.sender, *transaction.recipients]
+        if any(address is not None and not address.address.isascii() for address in addresses):
+            raise SmtpFailure(553, "Non-ASCII addresses not permitted: the next hop does not offer SMTPUTF8",
+                              esc="5.6.7")
+        header = transaction.header.as_bytes() if transaction.header is not None else b""
+        if not header.isascii():
+            raise SmtpFailure(554, "UTF-8 header message cannot be transferred: "
+                                   "the next hop does not offer SMTPUTF8", esc="5.6.9")
+        return False
+
+    def dsn_on(self) -> bool:
+        """DSN parameters go on only when they were offered and checked here (config/dsn)."""
+        return bool(getattr(self.qp, "dsn_enabled", lambda: False)())
+
+    @staticmethod
+    def mail_parameters(transaction: Any, offered: set[str], utf8: bool, dsn: bool = False) -> str:
+        """SIZE, BODY, SMTPUTF8 and the DSN parameters the next hop offers (RFC 1870, 6152, 6531, 3461)."""
+        params = transaction.notes.get("mail_params") or {}
+        words = []
+        if "SIZE" in offered:
+            words.append(f"SIZE={transaction.message_size()}")
+        body = str(params.get("body") or "").upper()
+        if "8BITMIME" in offered and body in ("7BIT", "8BITMIME"):
+            words.append(f"BODY={body}")
+        if utf8:
+            words.append("SMTPUTF8")
+        if "DSN" in offered and dsn:
+            from qpsmtpd.dsnparams import mail_dsn_params
+
+            words += mail_dsn_params(params)
+        return "".join(" " + word for word in words)
+
+    def recipients(self, client: SmtpClient, transaction: Any, utf8: bool = False, dsn: bool = False) -> None:
         """Every recipient must be accepted; a temporary refusal outranks a permanent one."""
+        from qpsmtpd.dsnparams import rcpt_dsn_params
+
         failures = []
         for rcpt in transaction.recipients:
             try:
-                path = smtp_path(rcpt.format())
+                path = smtp_path(rcpt.format(), utf8)
+                if dsn:
+                    path += "".join(" " + word for word in rcpt_dsn_params(rcpt.notes.get("rcpt_params") or {}))
                 self.check(f"RCPT {rcpt.address}", client.command(f"RCPT TO:{path}"))
             except SmtpFailure as failure:
                 failures.append(failure)
