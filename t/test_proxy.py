@@ -240,3 +240,13 @@ def test_forkserver_child_reads_the_header_behind_haproxy():
         delivered = server.delivered()
         assert len(delivered) == 1 and b"(127.0.0.5)" in delivered[0]
         assert "Connection from [127.0.0.5] [127.0.0.5]" in server.log()
+
+
+def test_a_bad_proxy_trusted_line_is_logged_and_skipped():
+    base = private_install({**CONFIG, "proxy_trusted": ["not-a-network", "127.0.0.0/8"]})
+    try:
+        replies, log = relay_session(HEADER_V1.encode() + b"\r\n", base)
+    finally:
+        remove_install(base)
+    assert any("recipient ok" in line for line in replies)
+    assert any("proxy_trusted: 'not-a-network' is not an address or network; ignored" in line for line in log)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 
-from .constants import LOGINFO, LOGNOTICE
+from .constants import LOGINFO, LOGNOTICE, LOGWARN
 from .reader import SmtpIO, Timeout
 
 TYPE_CHECKING = False
@@ -248,7 +248,8 @@ def trusted_networks(smtp: SMTP) -> list[str]:
     return lines
 
 
-def is_trusted(ip: str, networks: list[str]) -> bool:
+def is_trusted(ip: str, networks: list[str], smtp: SMTP | None = None) -> bool:
+    """True when `ip` is in one of `networks`; a line that is no network is logged and skipped."""
     import ipaddress
 
     try:
@@ -262,7 +263,10 @@ def is_trusted(ip: str, networks: list[str]) -> bool:
             if address in ipaddress.ip_network(network, strict=False):
                 return True
         except ValueError:
-            continue  # --check-config reports it
+            if smtp is not None:
+                smtp.log(LOGWARN, f"proxy_trusted: {printable(network.encode()[:60])!r} is not an address "
+                                  "or network; ignored")
+            continue
     return False
 
 
@@ -276,7 +280,7 @@ def handle_proxy(smtp: SMTP) -> bool:
         return True
     smtp.commands.add("proxy")  # a PROXY command after the greeting is refused, not "unrecognized"
     balancer = smtp.connection.remote_ip
-    if not is_trusted(balancer, networks):
+    if not is_trusted(balancer, networks, smtp):
         return True
     timeout = float(smtp.config_int("proxy_timeout", int(DEFAULT_TIMEOUT)) or DEFAULT_TIMEOUT)
     try:
