@@ -250,3 +250,14 @@ def test_a_bad_proxy_trusted_line_is_logged_and_skipped():
         remove_install(base)
     assert any("recipient ok" in line for line in replies)
     assert any("proxy_trusted: 'not-a-network' is not an address or network; ignored" in line for line in log)
+
+
+def test_the_port_reached_at_the_balancer_does_not_start_smtps():
+    """stunnel terminating SMTPS on 465 sends plain SMTP with a header naming port 465: the tls
+    plugin must not see 465 as this connection's port (it would start a handshake on plain text)."""
+    base = private_install({**CONFIG, "plugins": ["tls", *CONFIG["plugins"]]})
+    try:
+        result = run_pipe(base, b"PROXY TCP4 127.0.0.5 198.51.100.1 50060 465\r\nEHLO c.test\r\nQUIT\r\n")
+    finally:
+        remove_install(base)
+    assert result.codes() == [220, 250, 221], result.replies()

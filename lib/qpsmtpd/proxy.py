@@ -20,17 +20,19 @@ IPv4 or IPv6, `#` comments), or by the `stunnel` plugin with `proxy on`
 * v2 `LOCAL` (health checks) and v1 `PROXY UNKNOWN` keep the balancer's
   address, as the specification says.
 
-What the connection holds afterwards: `remote_ip`, `remote_port`,
-`local_ip`, `local_port` of the real client and the address it reached;
-`remote_host`/`remote_info` `[ip]` (no reverse lookup here, as under
-`tcpserver -H`); the notes `proxy` (`YES`), `protocol` (`TCP4`/`TCP6`),
-`proxy_version` (1 or 2), `proxy_balancer_ip`, and Perl stunnel's
-`remote_ip`/`local_ip`/`remote_port`/`local_port`.  From v2 TLVs:
+What the connection holds afterwards: `remote_ip` and `remote_port` of the
+real client; `remote_host`/`remote_info` `[ip]` (no reverse lookup here, as
+under `tcpserver -H`); `local_ip`/`local_port` stay this socket's (as in
+Perl: the port a TLS-terminating stunnel accepted on, 465, must not make the
+`tls` plugin start SMTPS on plain text); the notes `proxy` (`YES`),
+`protocol` (`TCP4`/`TCP6`), `proxy_version` (1 or 2), `proxy_balancer_ip`,
+and Perl stunnel's `remote_ip`/`local_ip`/`remote_port`/`local_port` (the
+latter two: the address the client reached at the balancer).  From v2 TLVs:
 `proxy_authority` (the SNI), and when the balancer terminated TLS the
 notes `tls_enabled` (1), `tls_version`, `tls_cipher`, `tls_client_cn`.  The
-environment the super-server set for the balancer (`TCPREMOTE*`,
-`RELAYCLIENT`, `WHITELISTCLIENT`, `RBLSMTPD` from tcprules) is replaced or
-removed: a tcprules verdict about the balancer says nothing of the client.
+environment the super-server set for the balancer (`TCPREMOTEIP`,
+`TCPREMOTEPORT` replaced; `TCPREMOTEHOST`, `TCPREMOTEINFO`, `RELAYCLIENT`,
+`WHITELISTCLIENT`, `RBLSMTPD` from tcprules removed) follows: a tcprules verdict about the balancer says nothing of the client.
 """
 
 from __future__ import annotations
@@ -303,9 +305,10 @@ def apply_header(smtp: SMTP, header: ProxyHeader, balancer: str) -> None:
         smtp.varlog(LOGINFO, "connect", "proxy", f"{header.command} header from {balancer}: balancer address kept")
         return
     ip = header.remote_ip
+    # local_ip/local_port stay this socket's: the port the balancer reached (465 at an
+    # stunnel that terminated TLS) must not make the tls plugin start SMTPS on plain text
     connection.start(remote_ip=ip, remote_port=header.remote_port, remote_host=f"[{ip}]",
-                     remote_info=f"[{ip}]", local_ip=header.local_ip, local_port=header.local_port,
-                     local_host="")
+                     remote_info=f"[{ip}]")
     notes["proxy"] = "YES"
     notes["protocol"] = header.protocol
     notes["remote_ip"] = ip
@@ -314,8 +317,7 @@ def apply_header(smtp: SMTP, header: ProxyHeader, balancer: str) -> None:
     notes["local_port"] = header.local_port
     for name in BALANCER_ENV:
         os.environ.pop(name, None)
-    os.environ.update(TCPREMOTEIP=ip, TCPREMOTEPORT=header.remote_port, TCPLOCALIP=header.local_ip,
-                      TCPLOCALPORT=header.local_port)
+    os.environ.update(TCPREMOTEIP=ip, TCPREMOTEPORT=header.remote_port)
     tls = header.tls_facts()
     tls_text = ""
     if tls is not None:
