@@ -28,10 +28,9 @@ import time
 from .constants import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGERROR, LOGINFO, LOGNOTICE
 from .logline import write_stderr
 from .qp import PluginFault
-from .reader import ConnectionLost, SmtpIO, Transport
+from .reader import SmtpIO, Transport
 from .replies import TABLE
-from .proxy import handle_proxy
-from .session import Terminated, configure_limits, end_on_signal, reset_signals
+from .session import Terminated, end_on_signal, reset_signals, serve_client
 from .smtp import SMTP
 
 TYPE_CHECKING = False
@@ -403,19 +402,10 @@ class ForkServer:
         smtp.io = SmtpIO(Transport(0, 1))
         smtp.connection.start(**facts)
         smtp.run_hooks_no_respond("post-fork")
-        if not handle_proxy(smtp):
-            return 1
-        connection = smtp.connection
-        smtp.log(LOGNOTICE, f"Connection from {connection.remote_info} [{connection.remote_ip}]")
         try:
-            configure_limits(smtp, started)
-            try:
-                smtp.run()
-            except ConnectionLost:
-                pass
+            return serve_client(smtp, started)
         except Terminated as terminated:
             return end_on_signal(smtp, terminated.signum)
-        return 0
 
 
 class _NoClient:

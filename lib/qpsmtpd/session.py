@@ -194,18 +194,24 @@ def run_session(install_dir: str) -> int:
         smtp.connection.start(**info)
         if not smtp.start():
             return 1
-        if not handle_proxy(smtp):
-            return 1
-        info = {key: getattr(smtp.connection, key) for key in info}  # a PROXY header may have changed them
         quiet_collector()
-        configure_limits(smtp, started)
-        smtp.log(LOGNOTICE, f"Connection from {info['remote_info']} [{info['remote_ip']}]")
-        try:
-            smtp.run()
-        except ConnectionLost:
-            pass
+        return serve_client(smtp, started)
     except Terminated as terminated:
         return end_on_signal(smtp, terminated.signum)
+
+
+def serve_client(smtp: SMTP, started: float) -> int:
+    """The session once its plugins are loaded (here or in the forkserver's parent): a PROXY
+    header from a trusted balancer, the time limits, then the SMTP dialogue; the exit status."""
+    if not handle_proxy(smtp):
+        return 1
+    configure_limits(smtp, started)
+    connection = smtp.connection  # a PROXY header may have changed the client's facts
+    smtp.log(LOGNOTICE, f"Connection from {connection.remote_info} [{connection.remote_ip}]")
+    try:
+        smtp.run()
+    except ConnectionLost:
+        pass
     return 0
 
 
