@@ -5,7 +5,8 @@ config in a temp dir, on loopback ports chosen by `free_port` (retried on a
 clash) or a unix socket, and stops it afterwards.
 
 * `haproxy(backend_port, modes)` — TCP mode; one frontend per mode:
-  `v1` (`send-proxy`), `v2` (`send-proxy-v2`), `v2-tls` (TLS terminated by
+  `v1` (`send-proxy`), `v2` (`send-proxy-v2`), `v2-ipv6` (the same, listening
+  on ::1, so the header carries an IPv6 client), `v2-tls` (TLS terminated by
   haproxy with a throwaway certificate, `send-proxy-v2-ssl-cn` with
   `ssl-cipher,authority` passes the TLS facts as TLVs).  `.ports[mode]` is the frontend's port.
 * `stunnel(backend_port)` — a TLS server (`protocol = proxy`: stunnel sends
@@ -57,7 +58,7 @@ class Haproxy(Daemon):
     cert: Path | None = None
 
 
-HAPROXY_SERVER_OPTION = {"v1": "send-proxy", "v2": "send-proxy-v2", "v2-tls": "send-proxy-v2-ssl-cn proxy-v2-options ssl-cipher,authority"}
+HAPROXY_SERVER_OPTION = {"v1": "send-proxy", "v2": "send-proxy-v2", "v2-ipv6": "send-proxy-v2", "v2-tls": "send-proxy-v2-ssl-cn proxy-v2-options ssl-cipher,authority"}
 
 
 @contextlib.contextmanager
@@ -74,7 +75,8 @@ def haproxy(backend_port: int, modes: tuple[str, ...] = ("v1", "v2", "v2-tls")) 
         for mode in modes:
             name = mode.replace("-", "_")
             tls = f" ssl crt {combined}" if mode == "v2-tls" else ""
-            lines += [f"frontend f_{name}", f"  bind {LOCALHOST}:{ports[mode]}{tls}", f"  default_backend b_{name}",
+            address = f"ipv6@::1:{ports[mode]}" if mode.endswith("ipv6") else f"{LOCALHOST}:{ports[mode]}"
+            lines += [f"frontend f_{name}", f"  bind {address}{tls}", f"  default_backend b_{name}",
                       f"backend b_{name}",
                       f"  server s1 {LOCALHOST}:{backend_port} {HAPROXY_SERVER_OPTION[mode]}"]
         config = base / "haproxy.cfg"
@@ -83,7 +85,9 @@ def haproxy(backend_port: int, modes: tuple[str, ...] = ("v1", "v2", "v2-tls")) 
         return Haproxy("haproxy", proc, base, base / "haproxy.log", ports=ports, cert=cert)
 
     def ready(daemon: Daemon) -> Callable[[], bool]:
-        return lambda: all(port_open(port) for port in daemon.ports.values())  # type: ignore[attr-defined]
+        ports = daemon.ports  # type: ignore[attr-defined]
+        return lambda: all(port_open(port, "::1" if mode.endswith("ipv6") else LOCALHOST)
+                           for mode, port in ports.items())
 
     with _running(start, ready) as daemon:
         yield daemon  # type: ignore[misc]

@@ -22,7 +22,7 @@ from qpsmtpd.proxy import ProxyError, parse_v1, parse_v2, V2_SIGNATURE
 
 # relay decisions show which address the hooks saw: only the proxied client 127.0.0.5 may relay
 CONFIG = {"plugins": ["relay", "rcpt_ok", "queue/qmail-queue"], "rcpthosts": ["example.test"],
-          "relayclients": ["127.0.0.5"], "proxy_trusted": ["127.0.0.1", "::1"],
+          "relayclients": ["127.0.0.5", "::1"], "proxy_trusted": ["127.0.0.1", "::1"],
           "logging": ["logging/warn LOGINFO"]}
 HEADER_V1 = "PROXY TCP4 127.0.0.5 198.51.100.1 50060 25"
 
@@ -164,7 +164,8 @@ def served():
     base = private_install(CONFIG)
     env = {"QMAILQUEUE": str(QMAIL_QUEUE_DOUBLE), "QQ_DOUBLE_DIR": str(queue_dir)}
     with tcpserver([sys.executable, str(base / "qpsmtpd.py")], env=env) as server:
-        with haproxy(server.port) as balancer, stunnel(server.port) as tunnel:
+        with haproxy(server.port, modes=("v1", "v2", "v2-tls", "v2-ipv6")) as balancer, \
+                stunnel(server.port) as tunnel:
             yield server, balancer, tunnel, queue_dir
     remove_install(base)
     remove_install(queue_dir)
@@ -261,3 +262,11 @@ def test_the_port_reached_at_the_balancer_does_not_start_smtps():
     finally:
         remove_install(base)
     assert result.codes() == [220, 250, 221], result.replies()
+
+
+@pytest.mark.components
+def test_haproxy_ipv6_client(served):
+    _server, balancer, _tunnel, queue_dir = served
+    with smtplib.SMTP("::1", balancer.ports["v2-ipv6"], timeout=20) as client:  # relaying works only as ::1
+        client.sendmail("a@sender.test", ["x@elsewhere.test"], "Subject: over ipv6\r\n\r\nbody\r\n")
+    assert b"(::1)" in received_for(queue_dir, "over ipv6").split(b"\n\n")[0]
