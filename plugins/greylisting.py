@@ -122,7 +122,7 @@ def _seconds(value: Any, default: int) -> float:
         return float(default)
 
 
-class Greylisting(Plugin):
+class Greylisting(state.StoreUser, Plugin):
     arguments = Arguments(
         Option("remote_ip"), Option("sender"), Option("recipient"), Option("per_recipient"),
         Option("deny_late"), Option("reject"), Option("mode"),
@@ -137,12 +137,7 @@ class Greylisting(Plugin):
             name: str(value) for name, value in self.opts.items() if value is not None})
         if _true(self.settings.get("nfslock")):
             self.log(LOGWARN, "nfslock has no effect: keep the local store off NFS, or use redis")
-        self._store: state.Store | None = None
-        state.require_redis_library(qp, self.settings.get("redis") or None)
-        problem = state.db_dir_problem(self.settings.get("db_dir"))
-        if problem:
-            self.log(LOGWARN, problem)
-            self.argument_warnings.append(problem)
+        self.prepare_store(qp, self.settings.get("redis"), self.settings.get("db_dir"))
         self.exclude_ips: set[str] = set()
         self.exclude_hosts: set[str] = set()
         self.exclude_patterns: list[Any] = []
@@ -178,13 +173,6 @@ class Greylisting(Plugin):
                 db_dir=self.settings.get("db_dir") or None, own_dir="/var/lib/qpsmtpd/greylisting",
                 timeout=float(timeout) if timeout else None)
         return self._store
-
-    def check_config(self) -> list[str]:
-        """--check-config: the store can be opened (local) or answers PING (Redis)."""
-        try:
-            return state.store_problems(self.store())
-        except state.StateError as error:
-            return [str(error)]
 
     # -- exclusion lists ---------------------------------------------------------
     def load_exclude_files(self) -> None:

@@ -86,7 +86,7 @@ from __future__ import annotations
 
 from qpsmtpd import state
 from qpsmtpd.args import Arguments, Option
-from qpsmtpd.constants import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
+from qpsmtpd.constants import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO
 from qpsmtpd.plugin import Plugin
 
 TYPE_CHECKING = False
@@ -110,7 +110,7 @@ def format_record(penalty_start: float, naughty: int, nice: int, connects: int) 
     return f"{int(penalty_start)}:{naughty}:{nice}:{connects}"
 
 
-class Karma(Plugin):
+class Karma(state.StoreUser, Plugin):
     arguments = Arguments(
         Option("negative", kind="int", default=1, minimum=1),
         Option("strikes", kind="int", default=3, minimum=1),
@@ -124,12 +124,7 @@ class Karma(Plugin):
     )
 
     def register(self, qp: Any, *args: str) -> None:
-        self._store: state.Store | None = None
-        state.require_redis_library(qp, self.opts.get("redis") or None)
-        problem = state.db_dir_problem(self.opts.get("db_dir"))
-        if problem:
-            self.log(LOGWARN, problem)
-            self.argument_warnings.append(problem)
+        self.prepare_store(qp, self.opts.get("redis"), self.opts.get("db_dir"))
         self._tlds: dict[str, int] | None = None
         self.register_hook("connect", "connect_handler")
         self.register_hook("mail", "from_handler")
@@ -142,13 +137,6 @@ class Karma(Plugin):
         if self._store is None:
             self._store = open_karma_store(self.qp, self.opts)
         return self._store
-
-    def check_config(self) -> list[str]:
-        """--check-config: the store can be opened (local) or answers PING (Redis)."""
-        try:
-            return state.store_problems(self.store())
-        except state.StateError as error:
-            return [str(error)]
 
     def store_failed(self, error: state.StateError, what: str) -> Any:
         self.log(LOGERROR, f"karma store unusable: {error}; {what}")

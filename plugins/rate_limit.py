@@ -128,7 +128,7 @@ def client_network(ip: str, bits4: int, bits6: int) -> str:
         return ip.lower()
 
 
-class RateLimit(Plugin):
+class RateLimit(state.StoreUser, Plugin):
     arguments = Arguments(
         Option("concurrency", kind="int", minimum=1),
         *(Option(name, help="COUNT/PERIOD, e.g. 20/1m") for name in WINDOW_LIMITS),
@@ -140,12 +140,7 @@ class RateLimit(Plugin):
     )
 
     def register(self, qp: Any, *args: str) -> None:
-        self._store: state.Store | None = None
-        state.require_redis_library(qp, self.opts.get("redis") or None)
-        problem = state.db_dir_problem(self.opts.get("db_dir"))
-        if problem:
-            self.log(LOGWARN, problem)
-            self.argument_warnings.append(problem)
+        self.prepare_store(qp, self.opts.get("redis"), self.opts.get("db_dir"))
         self._slot: tuple[str, str] | None = None
         self.limits: dict[str, tuple[int, int]] = {}
         for name in WINDOW_LIMITS:
@@ -173,13 +168,6 @@ class RateLimit(Plugin):
                                            db_dir=self.opts.get("db_dir") or None,
                                            own_dir="/var/lib/qpsmtpd/rate_limit", timeout=self.opts.get("timeout"))
         return self._store
-
-    def check_config(self) -> list[str]:
-        """--check-config: the store can be opened (local) or answers PING (Redis)."""
-        try:
-            return state.store_problems(self.store())
-        except state.StateError as error:
-            return [str(error)]
 
     def client(self) -> str:
         return client_network(self.connection.remote_ip, self.opts["network"], self.opts["network6"])

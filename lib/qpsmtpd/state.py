@@ -446,6 +446,33 @@ def store_problems(store: Store) -> list[str]:
     return []
 
 
+class StoreUser:
+    """Mixin of the plugins that keep state here (greylisting, karma, rate_limit).
+
+    `prepare_store` at register time: no store is opened yet, a Redis-bound
+    plugin refuses to load without redis-py, a bad `db_dir` is warned about
+    (and reported by --check-config).  `check_config` probes the store the
+    plugin's own `store()` opens.
+    """
+
+    def prepare_store(self, qp: Any, redis: str | None, db_dir: str | None) -> None:
+        from .constants import LOGWARN
+
+        self._store: Store | None = None
+        require_redis_library(qp, redis or None)
+        problem = db_dir_problem(db_dir)
+        if problem:
+            self.log(LOGWARN, problem)  # type: ignore[attr-defined]
+            self.argument_warnings.append(problem)  # type: ignore[attr-defined]
+
+    def check_config(self) -> list[str]:
+        """--check-config: the store can be opened (local) or answers PING (Redis)."""
+        try:
+            return store_problems(self.store())  # type: ignore[attr-defined]
+        except StateError as error:
+            return [str(error)]
+
+
 def db_dir_problem(db_dir: str | None) -> str | None:
     """What is wrong with a configured `db_dir` (for the plugins' load-time warning), or None."""
     if db_dir and not (os.path.isdir(db_dir) and os.access(db_dir, os.W_OK | os.X_OK)):
