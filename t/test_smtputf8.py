@@ -131,3 +131,24 @@ def test_smtplib_smtputf8_into_maildir():
         assert "Subject: grüße".encode() in content
     finally:
         remove_install(base)
+
+
+@pytest.mark.components
+@pytest.mark.parametrize("backend", ["postfix-queue", "qmqp-forward"])
+def test_utf8_envelope_into_a_private_postfix(backend):
+    """postfix-queue (cleanup socket) and qmqp-forward (qmqpd) hand Postfix the UTF-8 bytes.
+    (Postfix's own SMTPUTF8 flag on the queue file is not set by either: see differences.md.)"""
+    import subprocess
+
+    from components import postfix_private
+
+    with postfix_private(qmqp=True, smtpd=False) as pf:
+        target = str(pf.cleanup_socket) if backend == "postfix-queue" else f"127.0.0.1 {pf.qmqp_port}"
+        result = run_session(["EHLO c.test", "MAIL FROM:<jörg@bücher.example> SMTPUTF8", "RCPT TO:<ünï@example.test>",
+                              "DATA", "Subject: grüße", "", "x", ".", "QUIT"],
+                             config={**CONFIG, "plugins": ["rcpt_ok", f"queue/{backend} {target}"]})
+        assert result.replies()[-2][0] == 250, result.replies()
+        [queue_id] = pf.queue_ids()
+        text = subprocess.run(["postcat", "-c", str(pf.conf_dir), "-e", "-q", queue_id], capture_output=True,
+                              text=True, check=True).stdout
+    assert "sender: jörg@bücher.example" in text and "recipient: ünï@example.test" in text
