@@ -355,22 +355,22 @@ class Lmtp(Plugin):
                 mail += " SMTPUTF8"
         self.expect("MAIL", client.command(mail))
         accepted = []
-        dsn_words = {}
+        dsn_words: dict[str, list[str]] = {}  # per address, in RCPT order: a repeated address keeps its own
         if dsn:
             from qpsmtpd.dsnparams import rcpt_dsn_params
 
             for address in transaction.recipients:
                 words = rcpt_dsn_params(address.notes.get("rcpt_params") or {})
-                if words:
-                    dsn_words[address.format()] = "".join(" " + word for word in words)
+                dsn_words.setdefault(address.format(), []).append("".join(" " + word for word in words))
         for rcpt in recipients:
+            rcpt_params = dsn_words[rcpt].pop(0) if dsn_words.get(rcpt) else ""
             if not rcpt.isascii() and "SMTPUTF8" not in offered:
                 outcome.fail(rcpt, 553, "5.6.7 recipient needs SMTPUTF8, which the LMTP server does not offer")
                 continue
             if not rcpt.isprintable():
                 outcome.fail(rcpt, 554, "address not deliverable")
                 continue
-            code, lines = client.command(f"RCPT TO:{rcpt}{dsn_words.get(rcpt, '')}")
+            code, lines = client.command(f"RCPT TO:{rcpt}{rcpt_params}")
             if code // 100 == 2:
                 accepted.append(rcpt)
             else:
