@@ -120,6 +120,8 @@ def test_client_that_never_reads_cannot_block_the_server(install):
                 client.send(b"NOOP\r\n" * 50)
             except BlockingIOError:
                 time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server gave up on us and closed: what the test waits for
             if proc.poll() is not None:
                 break
         status = proc.wait(timeout=15)
