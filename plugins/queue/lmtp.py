@@ -67,6 +67,7 @@ from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import LOGERROR, LOGINFO, LOGNOTICE
 from qpsmtpd.plugin import Plugin
 from qpsmtpd.replies import Reply
+from qpsmtpd.smtpclient import DotStuffer, SmtpClient, clean_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,83 +88,13 @@ class LmtpError(Exception):
         self.text = text
 
 
-def clean_text(text: str) -> str:
-    return "".join(char if char.isprintable() else " " for char in text).strip()[:300]
-
-
-class DotStuffer:
-    """Stored message blocks to DATA: CR LF, lone CR or lone LF become CRLF; leading dots doubled."""
-
-    def __init__(self) -> None:
-        self.at_line_start = True
-        self.pending_cr = False
-
-    def feed(self, block: bytes) -> bytes:
-        if self.pending_cr and block.startswith(b"\n"):
-            block = block[1:]
-        if not block:
-            return b""
-        self.pending_cr = block.endswith(b"\r")
-        text = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self.at_line_start and text.startswith(b"."):
-            text = b"." + text
-        text = text.replace(b"\n.", b"\n..")
-        self.at_line_start = text.endswith(b"\n")
-        return text.replace(b"\n", b"\r\n")
-
-    def finish(self) -> bytes:
-        return b".\r\n" if self.at_line_start else b"\r\n.\r\n"
-
-
-class LmtpClient:
-    """Whole (multi-line) replies over a unix or TCP socket, every wait bounded."""
-
-    def __init__(self, target: tuple[str, str | int], timeout: float) -> None:
-        import socket
-
-        self.timeout = timeout
-        kind, where = target
-        if kind == "unix":
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            try:
-                self.sock.connect(str(where))
-            except OSError:
-                self.sock.close()
-                raise
-        else:
-            host, port = str(where).rsplit(":", 1)
-            self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-        self.file = self.sock.makefile("rb")
-
-    def reply(self, timeout: float | None = None) -> tuple[int, list[str]]:
-        self.sock.settimeout(timeout or self.timeout)
-        lines: list[str] = []
-        while True:
-            raw = self.file.readline(4096)
-            if not raw.endswith(b"\n"):
-                raise OSError("connection closed in the middle of a reply")
-            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                raise OSError(f"malformed reply {clean_text(line)!r}")
-            lines.append(line[4:])
-            if line[3:4] != "-" or len(lines) > 100:
-                return int(line[:3]), lines
-
-    def command(self, text: str, timeout: float | None = None) -> tuple[int, list[str]]:
-        self.send(text.encode("utf-8", "surrogateescape") + b"\r\n")
-        return self.reply(timeout)
-
-    def send(self, data: bytes) -> None:
-        self.sock.settimeout(self.timeout)
-        self.sock.sendall(data)
-
-    def close(self) -> None:
-        try:
-            self.file.close()
-            self.sock.close()
-        except OSError:
-            pass
+def connect(target: tuple[str, str], timeout: float) -> SmtpClient:
+    """A client on the unix socket or host:port of `parse_target`."""
+    kind, where = target
+    if kind == "unix":
+        return SmtpClient(where, None, timeout)
+    host, port = where.rsplit(":", 1)
+    return SmtpClient(host, int(port), timeout)
 
 
 def parse_target(text: str) -> tuple[str, str]:
@@ -313,7 +244,7 @@ class Lmtp(Plugin):
     def deliver(self, transaction: Any, sender: str, recipients: list[str], outcome: Outcome) -> None:
         timeout = float(self.qp.config_int("lmtp_timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT)
         try:
-            client = LmtpClient(self.target, timeout)
+            client = connect(self.target, timeout)
         except (OSError, ValueError) as error:
             raise LmtpError(451, f"cannot connect to {self.target[1]}: {clean_text(str(error))}") from None
         try:
@@ -329,7 +260,7 @@ class Lmtp(Plugin):
         if code // 100 != wanted:
             raise LmtpError(451 if code < 500 else 554, f"{step}: {code} {clean_text(' '.join(lines))}")
 
-    def session(self, client: LmtpClient, transaction: Any, sender: str, recipients: list[str],
+    def session(self, client: SmtpClient, transaction: Any, sender: str, recipients: list[str],
                 outcome: Outcome, timeout: float) -> None:
         self.expect("greeting", client.reply())
         me = self.qp.config_value("me") or "localhost"

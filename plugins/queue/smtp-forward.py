@@ -69,6 +69,7 @@ import re
 from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import DONE, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd.plugin import Plugin
+from qpsmtpd.smtpclient import DotStuffer, SmtpClient, clean_text, extensions
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 60
 BLOCK_SIZE = 65536
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
 XCLIENT_SAFE = re.compile(rb"[^\x21-\x7e]|[+=]")
 
 
@@ -89,37 +89,6 @@ class SmtpFailure(Exception):
         self.code = code
         self.text = text
         self.esc = esc
-
-
-class DotStuffer:
-    """Turns stored message blocks into SMTP DATA: CRLF line ends, leading dots doubled.
-
-    Each CR LF, lone CR or lone LF is one line end; the state carried between
-    blocks is whether the last block ended a line and whether it ended in CR.
-    """
-
-    def __init__(self) -> None:
-        self.at_line_start = True
-        self.pending_cr = False
-
-    def feed(self, block: bytes) -> bytes:
-        if not block:
-            return b""
-        if self.pending_cr and block.startswith(b"\n"):
-            block = block[1:]  # the LF of a CR LF split across blocks
-        self.pending_cr = block.endswith(b"\r")
-        text = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if not text:
-            return b""
-        if self.at_line_start and text.startswith(b"."):
-            text = b"." + text
-        text = text.replace(b"\n.", b"\n..")
-        self.at_line_start = text.endswith(b"\n")
-        return text.replace(b"\n", b"\r\n")
-
-    def finish(self) -> bytes:
-        """What ends the DATA: a line end if the message lacked one, then `.`."""
-        return b".\r\n" if self.at_line_start else b"\r\n.\r\n"
 
 
 def xtext(value: str) -> str:
@@ -135,56 +104,6 @@ def smtp_path(formatted: str, utf8: bool = False) -> str:
     if not (formatted.isascii() or utf8) or not formatted.isprintable():
         raise SmtpFailure(554, f"address not forwardable: {formatted.encode('ascii', 'backslashreplace').decode()!r}")
     return formatted
-
-
-def extensions(ehlo: list[str] | None) -> set[str]:
-    """The EHLO keywords the next hop offers (upper case); none after HELO."""
-    return {line.split()[0].upper() for line in (ehlo or [])[1:] if line.split()}
-
-
-def clean_text(text: str) -> str:
-    return _UNPRINTABLE.sub(" ", text).strip()[:300]
-
-
-class SmtpClient:
-    """A minimal SMTP client reading whole (multi-line) replies."""
-
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        import socket
-
-        self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.file = self.sock.makefile("rb")
-
-    def reply(self, timeout: float | None = None) -> tuple[int, list[str]]:
-        self.sock.settimeout(timeout or self.timeout)
-        lines: list[str] = []
-        while True:
-            raw = self.file.readline(4096)
-            if not raw.endswith(b"\n"):
-                raise OSError("connection closed in the middle of a reply")
-            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                raise OSError(f"malformed reply {clean_text(line)!r}")
-            lines.append(line[4:])
-            if line[3:4] != "-" or len(lines) > 100:
-                return int(line[:3]), lines
-
-    def command(self, text: str, timeout: float | None = None) -> tuple[int, list[str]]:
-        self.sock.settimeout(self.timeout)
-        self.sock.sendall(text.encode("utf-8", "surrogateescape") + b"\r\n")
-        return self.reply(timeout)
-
-    def send(self, data: bytes) -> None:
-        self.sock.settimeout(self.timeout)
-        self.sock.sendall(data)
-
-    def close(self) -> None:
-        try:
-            self.file.close()
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class SmtpForward(Plugin):
