@@ -256,3 +256,12 @@ def test_enhancedstatuscodes_advertised_only_when_enabled():
     assert "ENHANCEDSTATUSCODES" in on.replies()[1][1]
     off = session([], ["EHLO client.test"])
     assert "ENHANCEDSTATUSCODES" not in off.replies()[1][1]
+
+
+@pytest.mark.parametrize("hook,line,index", [("unrecognized_command", "XYZZY", 1), ("noop", "NOOP", 1),
+                                             ("help", "HELP", 1), ("vrfy", "VRFY x", 1)])
+def test_a_2xx_reply_is_sent_as_given_where_the_engine_has_nothing_to_record(hook, line, index):
+    """E.g. a plugin implementing a new command answers it with Reply(250, ...)."""
+    result = session([f"reply {hook} 252 - done by the plugin"], [line, "RSET"])
+    assert result.replies()[index] == (252, ["done by the plugin"]), result.replies()
+    assert result.replies()[index + 1] == (250, ["OK"])  # the session goes on, in step

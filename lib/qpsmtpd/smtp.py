@@ -161,8 +161,10 @@ class SMTP(Qpsmtpd):
         if disconnect is None:
             disconnect = reply.code == 421 or (hook == "connect" and reply.code >= 400) or rule.disconnect
         if reply.code < 400:
-            return Rule(rule.code if hook in ("queue", "vrfy") else None, rule.text, rule.esc,
-                        disconnect=disconnect, reset=hook == "queue")
+            # mail and rcpt record the sender/recipient with their acceptance: their callers send
+            # it; elsewhere (vrfy, noop, help, a command a plugin implements) the reply goes as given
+            code = None if hook in ("mail", "rcpt") else reply.code
+            return Rule(code, rule.text, rule.esc, disconnect=disconnect, reset=hook == "queue")
         reset = rule.reset or hook in MESSAGE_HOOKS
         return Rule(reply.code, rule.text, rule.esc, disconnect=disconnect, reset=reset and not disconnect)
 
