@@ -21,7 +21,7 @@ Three rules keep the message safe whatever the network does:
 
 from __future__ import annotations
 
-from .constants import DECLINED, DENY_DISCONNECT, DENYSOFT_DISCONNECT, LOGERROR, LOGWARN
+from .constants import LOGERROR, LOGWARN
 from .header import Header, decode, is_field_start
 from .qp import PluginFault
 
@@ -230,16 +230,11 @@ class DataReceiver:
         self.transaction.header = Header(self.header_fields)
         self.header_fields = []
         try:
-            rc, *msg = self.smtp.run_hooks("data_headers_end")
+            # the reply table answers a *_DISCONNECT at once (and ends the session) and keeps a
+            # DENY/DENYSOFT for the end of the message: SMTP.data_headers_end_respond
+            self.smtp.run_hooks("data_headers_end")
         except PluginFault:
             self.fault = True
-            rc, msg = DECLINED, []
-        if rc == DENY_DISCONNECT:
-            self.smtp.respond(554, *(msg or ["Message denied"]), esc="5.7.1")
-            self.smtp.disconnect()
-        elif rc == DENYSOFT_DISCONNECT:
-            self.smtp.respond(421, *(msg or ["Message denied temporarily"]), esc="4.7.1")
-            self.smtp.disconnect()
         self.transaction.set_body_start()
 
     def _store(self, data: bytes) -> None:
