@@ -36,9 +36,9 @@ def stored(message=CLIENT_MESSAGE) -> bytes:
 
 
 def dot_stuffer_class():
-    import runpy  # the plugin imports what it uses: it runs as a plain module
+    from qpsmtpd.smtpclient import DotStuffer  # what smtp-forward (and lmtp) send DATA with
 
-    return runpy.run_path(str(REPO_ROOT / "plugins" / "queue" / "smtp-forward.py"))["DotStuffer"]
+    return DotStuffer
 
 
 @pytest.mark.components

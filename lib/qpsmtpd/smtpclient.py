@@ -9,6 +9,10 @@ replies and log lines.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 def clean_text(text: str) -> str:
     """A peer's text for a reply or a log line: no control characters, at most 300 characters."""
@@ -92,6 +96,15 @@ class SmtpClient:
     def send(self, data: bytes) -> None:
         self.sock.settimeout(self.timeout)
         self.sock.sendall(data)
+
+    def send_message(self, blocks: Iterable[bytes]) -> None:
+        """After a 354: the message, dot-stuffed with CRLF line ends, and the final `.`."""
+        stuffer = DotStuffer()
+        for block in blocks:
+            data = stuffer.feed(block)
+            if data:
+                self.send(data)
+        self.send(stuffer.finish())
 
     def close(self) -> None:
         try:

@@ -67,7 +67,7 @@ from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import LOGERROR, LOGINFO, LOGNOTICE
 from qpsmtpd.plugin import Plugin
 from qpsmtpd.replies import Reply
-from qpsmtpd.smtpclient import DotStuffer, SmtpClient, clean_text
+from qpsmtpd.smtpclient import SmtpClient, clean_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -310,12 +310,7 @@ class Lmtp(Plugin):
             client.command("QUIT", 5)
             return
         self.expect("DATA", client.command("DATA"), 3)
-        stuffer = DotStuffer()
-        for block in transaction.iter_message(BLOCK_SIZE):
-            data = stuffer.feed(block)
-            if data:
-                client.send(data)
-        client.send(stuffer.finish())
+        client.send_message(transaction.iter_message(BLOCK_SIZE))
         for rcpt in accepted:  # RFC 2033 4.2: one reply per accepted recipient, in order
             try:
                 code, lines = client.reply(timeout * 5)

@@ -69,7 +69,7 @@ import re
 from qpsmtpd.args import Arguments, Option
 from qpsmtpd.constants import DONE, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd.plugin import Plugin
-from qpsmtpd.smtpclient import DotStuffer, SmtpClient, clean_text, extensions
+from qpsmtpd.smtpclient import SmtpClient, clean_text, extensions
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -186,12 +186,7 @@ class SmtpForward(Plugin):
         self.check("MAIL", client.command(f"MAIL FROM:{smtp_path(sender, utf8)}{parameters}"))
         self.recipients(client, transaction, utf8, "DSN" in offered and self.dsn_on())
         self.check("DATA", client.command("DATA"), 3)
-        stuffer = DotStuffer()
-        for block in transaction.iter_message(BLOCK_SIZE):
-            data = stuffer.feed(block)
-            if data:
-                client.send(data)
-        client.send(stuffer.finish())
+        client.send_message(transaction.iter_message(BLOCK_SIZE))
         code, lines = client.reply(timeout * 5)
         self.check("end of data", (code, lines))
         self.quit(client)
