@@ -17,9 +17,6 @@ if __name__ == "__main__":
     if sys.flags.no_site:  # `python3 -I -S`, as the deploy recipes start it: site-packages when needed
         from qpsmtpd.sitepath import install
         install()
-    if "--listen" in sys.argv[1:2]:  # the forkserver: plugins loaded once, a forked process per connection
-        from qpsmtpd.forkserver import main as serve
-        sys.exit(serve(INSTALL_DIR, sys.argv[1:]))
     from qpsmtpd.session import main
     status = main(INSTALL_DIR, sys.argv[1:])
     # Everything is written and closed (replies, queue, log lines; the transaction was reset):

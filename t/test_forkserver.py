@@ -412,3 +412,13 @@ def test_a_plugin_is_told_it_runs_under_the_forkserver(tmp_path):
     from qpsmtpd.testing import run_session
     result = run_session(["QUIT"], config={"plugins": ["where"], "plugin_dirs": [str(tmp_path)]})
     assert any("forkserver=False" in line for line in result.log)
+
+
+def test_listen_help_lists_the_forkserver_options():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "qpsmtpd.py", "--listen", "--help"], capture_output=True, text=True,
+                          cwd=repo, timeout=10)
+    assert done.returncode == 0 and "--max-from-ip" in done.stdout
+    general = subprocess.run([sys.executable, "qpsmtpd.py", "--help"], capture_output=True, text=True,
+                             cwd=repo, timeout=10)
+    assert "--listen [ADDR:]PORT" in general.stdout

@@ -1,4 +1,4 @@
-"""Command-line options of qpsmtpd.py (`--help`, `--version`, `--check-config`, `--compile`, `--report`)."""
+"""Command-line options of qpsmtpd.py (`--help`, `--version`, `--listen`, `--check-config`, `--compile`, `--report`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from . import __version__
 
 USAGE = """usage: qpsmtpd.py [--help] [--version] [--check-config [DIR] [--user NAME]] [--compile [DIR]]
                   [--report [--html FILE] [--top N] LOGFILE...]
+       qpsmtpd.py --listen [ADDR:]PORT ... [options]   (qpsmtpd.py --listen --help)
 
 Without options, runs one SMTP session on stdin/stdout.  Start it from
 tcpserver, xinetd or a systemd socket with Accept=yes, naming the
@@ -18,6 +19,9 @@ interpreter by its absolute path:
 (the listen backlog -b at least as large as -c; see docs/deploy.md).
 
   --help                 show this help
+  --listen [ADDR:]PORT   the forkserver: listen, load the config and plugins
+                         once, fork a process per connection
+                         (docs/forkserver.md)
   --version              print the version
   --check-config [DIR] [--user NAME]
                          load every configured plugin with its arguments,
@@ -50,6 +54,9 @@ def run_cli(install_dir: str, argv: list[str]) -> int:
     if option in ("-V", "--version"):
         sys.stdout.write(f"qpsmtpd.py {__version__}\n")
         return 0
+    if option == "--listen":
+        from .forkserver import main as forkserver_main
+        return forkserver_main(install_dir, argv)
     if option == "--compile":
         from .compile import compile_all
         return compile_all(install_dir, argv[1:])

@@ -471,6 +471,9 @@ def detach() -> None:
 
 
 def main(install_dir: str, argv: list[str]) -> int:
+    if "--help" in argv or "-h" in argv:
+        sys.stdout.write(USAGE)
+        return 0
     try:
         options = parse_options(argv)
         listeners = open_listeners(options.listen, options.backlog)
