@@ -4,7 +4,7 @@
 Start it from tcpserver, xinetd or a systemd socket (Accept=yes) with an
 absolute interpreter path; it finds lib/, plugins/ and config/ beside
 itself, whatever the working directory.  `qpsmtpd.py --listen PORT` is the
-forkserver instead (docs/deploy.md).
+forkserver instead (docs/forkserver.md).
 """
 
 import os
