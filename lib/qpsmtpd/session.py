@@ -34,7 +34,6 @@ import time
 
 from .constants import LOGNOTICE
 from .reader import ConnectionLost, SmtpIO, Transport
-from .proxy import handle_proxy
 from .smtp import SMTP
 
 PIPE_REMOTE_IP = "127.0.0.1"
@@ -203,8 +202,11 @@ def run_session(install_dir: str) -> int:
 def serve_client(smtp: SMTP, started: float) -> int:
     """The session once its plugins are loaded (here or in the forkserver's parent): a PROXY
     header from a trusted balancer, the time limits, then the SMTP dialogue; the exit status."""
-    if not handle_proxy(smtp):
-        return 1
+    if smtp.config("proxy_trusted") or getattr(smtp, "proxy_protocol_plugin", False):
+        from .proxy import handle_proxy  # only where a balancer may send a PROXY header
+
+        if not handle_proxy(smtp):
+            return 1
     configure_limits(smtp, started)
     connection = smtp.connection  # a PROXY header may have changed the client's facts
     smtp.log(LOGNOTICE, f"Connection from {connection.remote_info} [{connection.remote_ip}]")
