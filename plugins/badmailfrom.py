@@ -69,13 +69,7 @@ def hook_mail(self, transaction, sender, params=None):
 
 def is_match(self, sender_text, bad, host):
     if not REGEXP_CHARS.isdisjoint(bad):
-        import re  # only for regexp lines
-
-        try:
-            found = re.search(bad, sender_text)
-        except re.error as error:
-            self.log(LOGWARN, f"badmailfrom: invalid pattern {bad}: {error}")
-            return False
+        found = self.search_pattern(bad, sender_text)
         if found:
             self.log(LOGDEBUG, f"badmailfrom pattern ({bad}) match for {sender_text}")
         return bool(found)

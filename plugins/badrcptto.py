@@ -31,7 +31,7 @@ checked.
 
 
 from qpsmtpd import dsn
-from qpsmtpd.constants import DENY, DECLINED, LOGERROR, LOGWARN, LOGINFO, LOGDEBUG
+from qpsmtpd.constants import DENY, DECLINED, LOGERROR, LOGINFO, LOGDEBUG
 from qpsmtpd.args import Arguments
 
 arguments = Arguments()  # none besides the common loglevel
@@ -69,13 +69,7 @@ def hook_rcpt(self, transaction, recipient, params=None):
 def is_match(self, to, bad, host):
     if not REGEXP_CHARS.isdisjoint(bad):
         self.log(LOGDEBUG, f"badrcptto pattern ({bad}) match for {to}")
-        import re  # only for regexp lines
-
-        try:
-            found = re.search(bad, to, re.IGNORECASE)
-        except re.error as error:
-            self.log(LOGWARN, f"badrcptto: invalid pattern {bad}: {error}")
-            return False
+        found = self.search_pattern(bad, to, ignore_case=True)
         if found:
             self.log(LOGINFO, "fail: pattern match")
         return bool(found)

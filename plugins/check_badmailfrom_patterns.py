@@ -28,7 +28,7 @@ New configurations: put these lines into `config/badmailfrom` and use
 """
 
 from qpsmtpd.args import Arguments
-from qpsmtpd.constants import DECLINED, DENY, LOGINFO, LOGNOTICE, LOGWARN
+from qpsmtpd.constants import DECLINED, DENY, LOGINFO, LOGNOTICE
 from qpsmtpd.plugin import Plugin
 
 DEFAULT_RESPONSE = "Your envelope sender is in my badmailfrom_patterns list"
@@ -45,24 +45,11 @@ class CheckBadmailfromPatterns(Plugin):
     def hook_mail(self, transaction, sender, params=None):
         if not sender or sender.format() == "<>" or not sender.host:
             return DECLINED
-        lines = self.qp.config("badmailfrom_patterns")
-        if not lines:
-            return DECLINED
-        import re  # only when there are patterns
-
-        sender_text = f"{sender.user or ''}@{sender.host}".lower()
-        for line in lines:
-            parts = line.split(None, 1)
-            pattern = parts[0]
-            try:
-                found = re.search(pattern, sender_text)
-            except re.error as error:
-                self.log(LOGWARN, f"invalid pattern {pattern}: {error}")
-                continue
-            if found:
-                response = parts[1].strip() if len(parts) > 1 else DEFAULT_RESPONSE
-                transaction.notes[NOTE] = response
-                self.log(LOGINFO, f"fail: pattern {pattern}")
+        found = self.first_matching_line("badmailfrom_patterns", f"{sender.user or ''}@{sender.host}".lower())
+        if found:
+            pattern, response = found
+            transaction.notes[NOTE] = response or DEFAULT_RESPONSE
+            self.log(LOGINFO, f"fail: pattern {pattern}")
         return DECLINED
 
     def hook_rcpt(self, transaction, recipient, params=None):

@@ -28,7 +28,7 @@ Loading this plugin logs that once, at LOGNOTICE.
 """
 
 from qpsmtpd.args import Arguments
-from qpsmtpd.constants import DECLINED, DENY, LOGINFO, LOGNOTICE, LOGWARN
+from qpsmtpd.constants import DECLINED, DENY, LOGINFO, LOGNOTICE
 from qpsmtpd.plugin import Plugin
 
 
@@ -44,21 +44,9 @@ class CheckBadrcpttoPatterns(Plugin):
             return DECLINED
         if not recipient or not recipient.host or not recipient.user:
             return DECLINED
-        lines = self.qp.config("badrcptto_patterns")
-        if not lines:
+        found = self.first_matching_line("badrcptto_patterns", f"{recipient.user}@{recipient.host}".lower())
+        if not found:
             return DECLINED
-        import re  # only when there are patterns
-
-        to = f"{recipient.user}@{recipient.host}".lower()
-        for line in lines:
-            parts = line.split(None, 1)
-            pattern, response = parts[0], parts[1] if len(parts) > 1 else ""
-            try:
-                found = re.search(pattern, to)
-            except re.error as error:
-                self.log(LOGWARN, f"invalid pattern {pattern}: {error}")
-                continue
-            if found:
-                self.log(LOGINFO, f"fail: pattern {pattern}")
-                return (DENY, response.strip()) if response.strip() else DENY
-        return DECLINED
+        pattern, response = found
+        self.log(LOGINFO, f"fail: pattern {pattern}")
+        return (DENY, response) if response else DENY

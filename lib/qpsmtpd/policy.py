@@ -37,7 +37,7 @@ from __future__ import annotations
 
 
 from .address import ascii_domain
-from .constants import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG,
+from .constants import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG, LOGWARN,
                         LOGINFO)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
@@ -204,6 +204,27 @@ class PolicyMixin:
             self.log(LOGINFO, f"fail: routing characters in the local part of {recipient.format()}")
             return False
         return True
+
+    # -- patterns from config files ---------------------------------------------
+    def search_pattern(self: Any, pattern: str, text: str, ignore_case: bool = False) -> bool:
+        """`re.search` of a pattern an admin wrote in a config file; an invalid one is logged
+        (naming this plugin and the pattern) and matches nothing."""
+        import re  # only for plugins whose config has patterns
+
+        try:
+            return re.search(pattern, text, re.IGNORECASE if ignore_case else 0) is not None
+        except re.error as error:
+            self.log(LOGWARN, f"invalid pattern {pattern}: {error}")
+            return False
+
+    def first_matching_line(self: Any, config_name: str, text: str) -> tuple[str, str] | None:
+        """(pattern, rest of the line) of the first `PATTERN [text]` line of `config_name`
+        whose pattern is found in `text`, or None."""
+        for line in self.qp.config(config_name):
+            parts = line.split(None, 1)
+            if parts and self.search_pattern(parts[0], text):
+                return parts[0], parts[1].strip() if len(parts) > 1 else ""
+        return None
 
     # -- immunity and naughtiness ---------------------------------------------
     naughty = _PendingNaughty()
